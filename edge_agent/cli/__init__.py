@@ -1,0 +1,1 @@
+"""The `gotcha` command. Commands are thin: load config, call the library, print."""

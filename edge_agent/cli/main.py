@@ -1,0 +1,55 @@
+"""Entry point of the `gotcha` command: one Typer app, each command group in its own module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from edge_agent import __version__
+from edge_agent.cli import common
+
+app = typer.Typer(
+    name="gotcha",
+    help="Gotcha: report illegally parked vehicles from photos, with Korean plate reading.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gotcha {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version,
+                                                  is_eager=True, help="Show version.")] = None,
+) -> None:
+    """Gotcha: report illegally parked vehicles from photos, with Korean plate reading."""
+    common.setup_logging(verbose)
+
+
+def _register_all() -> None:
+    """Each command module adds its commands; a module that is not there yet is skipped."""
+    import importlib
+
+    for name in ("process", "models_cmd", "eval_cmd", "reports", "demo", "cloud", "sync",
+                 "serve"):
+        try:
+            module = importlib.import_module(f"edge_agent.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"edge_agent.cli.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+_register_all()
+
+if __name__ == "__main__":
+    app()

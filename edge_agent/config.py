@@ -1,0 +1,222 @@
+"""All configuration in one place: a TOML file plus GOTCHA_* environment overrides.
+
+Why one validated model: a field technician edits a TOML file on a device in the field; a typo
+must fail at start with the key and the bad value named, not hours later in a worker thread.
+Environment overrides use ``GOTCHA_<SECTION>__<KEY>`` (e.g. ``GOTCHA_STORE__PATH=/data/g.db``);
+``GOTCHA_MODEL_DIR`` is a short alias for ``GOTCHA_MODELS__DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_agent.errors import ConfigError
+
+ENV_PREFIX = "GOTCHA_"
+DEFAULT_CONFIG_PATH = Path("gotcha.toml")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Section(BaseModel):
+    """Base for every section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class DeviceConfig(Section):
+    id: str = Field("gotcha-dev-01", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                    description="Device id; used in S3 keys and MQTT topics.")
+    lat: float | None = Field(None, ge=-90, le=90,
+                              description="Fixed latitude used for photos without GPS EXIF.")
+    lon: float | None = Field(None, ge=-180, le=180,
+                              description="Fixed longitude used for photos without GPS EXIF.")
+    location_accuracy_m: float = Field(30.0, gt=0,
+                                       description="Accuracy assumed for the fixed location.")
+    timezone: str = Field("Asia/Seoul",
+                          description="Zone of EXIF times that carry no OffsetTime.")
+    zone: str = Field("sidewalk", description="Enforcement zone this device watches by default "
+                      "(a key of cloud_sync.rules.ZONE_RULES).")
+
+    @model_validator(mode="after")
+    def _lat_lon_together(self) -> DeviceConfig:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("device.lat and device.lon must be set together")
+        return self
+
+
+class ModelsConfig(Section):
+    dir: Path = Field(REPO_ROOT / "models",
+                      description="Folder holding model files named in models.toml.")
+    catalog: Path = Field(REPO_ROOT / "models" / "models.toml",
+                          description="The models.toml describing every model.")
+    vehicle_detector: str | None = Field("yolov8n-coco", description="models.toml id of the "
+                                         "vehicle detector; empty to search plates in the whole "
+                                         "frame.")
+    plate_detector: str | None = Field("plate-yolov8n", description="models.toml id of the plate "
+                                       "detector; empty to use PaddleOCR text detection.")
+    plate_reader: str = Field("gotcha-kr-plate-crnn", description="models.toml id of the plate "
+                              "recogniser (CTC).")
+    scene_embedder: str | None = Field("mobilenetv2-imagenet", description="models.toml id of the "
+                                       "scene embedding model; empty for geometry only.")
+    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
+        ["tensorrt", "cuda", "cpu"], min_length=1,
+        description="Execution providers in order of preference; missing ones are skipped.")
+    intra_op_threads: int = Field(0, ge=0, le=64,
+                                  description="onnxruntime intra-op threads (0 = all cores).")
+    verify_sha256: bool = Field(True, description="Check each model's sha256 when it is loaded.")
+
+
+class VisionConfig(Section):
+    vehicle_score: float = Field(0.30, gt=0, lt=1, description="Minimum vehicle score.")
+    vehicle_nms_iou: float = Field(0.50, gt=0, lt=1, description="NMS IoU for vehicles.")
+    plate_score: float = Field(0.25, gt=0, lt=1, description="Minimum plate-detector score.")
+    min_vehicle_px: int = Field(32, ge=1, description="Ignore vehicles smaller than this "
+                                "(shorter side, pixels).")
+    max_image_pixels: int = Field(100_000_000, ge=1_000_000,
+                                  description="Refuse images larger than this (decompression "
+                                  "bombs).")
+    max_file_bytes: int = Field(60_000_000, ge=100_000, description="Refuse files larger than "
+                                "this.")
+
+
+class RulesConfig(Section):
+    """Device-side overrides of the shared rules in cloud_sync.rules (empty = the defaults)."""
+
+    min_interval_s: dict[str, float] = Field(default_factory=dict,
+                                             description="Per-zone minimum interval override.")
+    radius_m: float | None = Field(None, gt=0, description="Same-spot radius override.")
+    scene_threshold: float | None = Field(None, gt=0, lt=1,
+                                          description="Scene-match threshold override.")
+
+
+class StoreConfig(Section):
+    path: Path = Field(Path("var/gotcha.db"), description="SQLite database file.")
+    photo_dir: Path = Field(Path("var/photos"), description="Content-addressed photo store.")
+    max_photo_bytes: int = Field(8_000_000_000, ge=10_000_000,
+                                 description="Storage cap for photos; oldest unneeded go first.")
+    expired_retention_h: float = Field(48.0, ge=0, description="Hours to keep photos of expired "
+                                       "candidates.")
+
+
+class UploadConfig(Section):
+    backend: Literal["local", "s3"] = Field("local", description="Where confirmed reports go.")
+    local_dir: Path = Field(Path("var/outbox-store"), description="Object store folder for "
+                            "backend=local.")
+    bucket: str = Field("gotcha-reports", min_length=3, description="S3 bucket.")
+    region: str = Field("ap-northeast-2", description="AWS region.")
+    endpoint_url: str | None = Field(None, description="S3 endpoint (a local S3 for tests).")
+    blur_people: bool = Field(True, description="Blur people in uploaded copies.")
+    blur_other_plates: bool = Field(True, description="Blur every plate but the reported one.")
+    max_attempts: int = Field(8, ge=1, description="Attempts per object before giving up a pass.")
+    backoff_base_s: float = Field(0.5, gt=0, description="First retry delay.")
+    backoff_max_s: float = Field(60.0, gt=0, description="Largest retry delay.")
+    breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open the "
+                                  "circuit breaker.")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="How long the breaker stays open.")
+
+
+class MqttConfig(Section):
+    enabled: bool = Field(False, description="Publish status/events/heartbeat over MQTT.")
+    host: str = Field("127.0.0.1", description="Broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
+    username: str | None = Field(None, description="Broker user (password from "
+                                 "GOTCHA_MQTT__PASSWORD).")
+    password: str | None = Field(None, description="Broker password; set it only through the "
+                                 "environment.")
+    heartbeat_s: float = Field(60.0, gt=0, description="Heartbeat period.")
+    tls: bool = Field(False, description="Use TLS.")
+
+    @model_validator(mode="after")
+    def _user_needs_password(self) -> MqttConfig:
+        if self.username and not self.password:
+            raise ValueError("mqtt.username is set but mqtt.password is not "
+                             "(set GOTCHA_MQTT__PASSWORD)")
+        return self
+
+
+class GotchaConfig(Section):
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    vision: VisionConfig = Field(default_factory=VisionConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    upload: UploadConfig = Field(default_factory=UploadConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Turn GOTCHA_SECTION__KEY=value into a nested dict; values are JSON when they parse."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):]
+        if rest == "MODEL_DIR":
+            rest = "MODELS__DIR"
+        if "__" not in rest:
+            continue  # GOTCHA_CONFIG and friends are not config keys
+        section, key = (part.lower() for part in rest.split("__", 1))
+        try:
+            value: Any = json.loads(raw)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key in {
+                "id", "bucket", "host", "username", "password"
+            }:
+                value = raw
+        except json.JSONDecodeError:
+            value = raw
+        tree.setdefault(section, {})[key] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{origin}: unknown key '{key}'; check the spelling (see gotcha.example.toml)"
+    value = first.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "(section)"
+    return f"{origin}: bad value for '{key}': {shown} ({first['msg']})"
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> GotchaConfig:
+    """Load and validate the config. ``path`` None: $GOTCHA_CONFIG, else ./gotcha.toml if it
+    exists, else the built-in defaults (the embedded setup: SQLite, local store, bundled models).
+    """
+    environ = dict(os.environ) if environ is None else environ
+    if path is None and environ.get("GOTCHA_CONFIG"):
+        path = Path(environ["GOTCHA_CONFIG"])
+    data: dict[str, Any] = {}
+    origin = "built-in defaults"
+    if path is not None or DEFAULT_CONFIG_PATH.exists():
+        path = path or DEFAULT_CONFIG_PATH
+        origin = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist; pass an existing file "
+                              "or leave it out for the defaults") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    overrides = _env_overrides(environ)
+    if overrides:
+        origin += " + GOTCHA_* environment"
+    try:
+        return GotchaConfig.model_validate(_merge(data, overrides))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from exc

@@ -1,0 +1,30 @@
+"""Named exceptions of the library.
+
+Every error a user can cause (bad photo, bad config, broken model, full disk) is one of these,
+carrying a one-line message that says what is wrong and what to do. The CLI turns them into
+one-line messages and exit codes; nothing in the library swallows them.
+"""
+
+
+class GotchaError(Exception):
+    """Base class: ``str(err)`` is a complete one-line message for a user."""
+
+
+class ConfigError(GotchaError):
+    """The configuration file or a GOTCHA_* variable holds a bad key or value."""
+
+
+class BadInputError(GotchaError):
+    """A photo (or other input file) cannot be used: corrupt, truncated, not an image, too big."""
+
+
+class ModelError(GotchaError):
+    """A model file is missing, damaged, has the wrong checksum or the wrong input/output shape."""
+
+
+class StoreError(GotchaError):
+    """The local store cannot be written (locked, full disk, failed integrity check)."""
+
+
+class UploadError(GotchaError):
+    """An upload to the object store failed in a way retrying will not fix."""

@@ -1,0 +1,1 @@
+"""Photo input: decoding, EXIF time and place, sources (files, folders, camera)."""

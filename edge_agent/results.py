@@ -1,0 +1,127 @@
+"""The result types every stage passes along: small, frozen, validated when built."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+VehicleClass = Literal["car", "bus", "truck", "motorcycle"]
+VEHICLE_CLASSES: tuple[VehicleClass, ...] = ("car", "bus", "truck", "motorcycle")
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """Axis-aligned box in pixel coordinates of the (orientation-corrected) photo."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def __post_init__(self) -> None:
+        values = (self.x1, self.y1, self.x2, self.y2)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"Box coordinates must be finite, got {values}")
+        if self.x2 < self.x1 or self.y2 < self.y1:
+            raise ValueError(f"Box needs x1<=x2 and y1<=y2, got {values}")
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2)
+
+    def as_list(self) -> list[float]:
+        return [round(self.x1, 1), round(self.y1, 1), round(self.x2, 1), round(self.y2, 1)]
+
+    def clip(self, width: int, height: int) -> Box:
+        return Box(
+            min(max(self.x1, 0.0), width),
+            min(max(self.y1, 0.0), height),
+            min(max(self.x2, 0.0), width),
+            min(max(self.y2, 0.0), height),
+        )
+
+    def iou(self, other: Box) -> float:
+        ix = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1))
+        iy = max(0.0, min(self.y2, other.y2) - max(self.y1, other.y1))
+        inter = ix * iy
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GeoPoint:
+    """WGS84 position; accuracy in metres when known."""
+
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+    altitude_m: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (-90.0 <= self.lat <= 90.0) or not (-180.0 <= self.lon <= 180.0):
+            raise ValueError(f"GeoPoint out of range: lat={self.lat}, lon={self.lon}")
+
+
+@dataclass(frozen=True, slots=True)
+class Vehicle:
+    """One detected vehicle."""
+
+    box: Box
+    label: VehicleClass
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlateRead:
+    """A plate's text as the recogniser read it, before and after the grammar."""
+
+    raw_text: str
+    char_confidences: tuple[float, ...]
+    text: str | None = None  # normalised plate if the grammar accepted it
+    valid: bool = False
+    reject_reason: str | None = None
+
+    @property
+    def confidence(self) -> float:
+        """Weakest character decides: one unreadable digit makes the whole plate doubtful."""
+        return min(self.char_confidences) if self.char_confidences else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlateDetection:
+    """A located plate: its box in the photo, the locator's score, and what was read."""
+
+    box: Box
+    score: float
+    read: PlateRead | None = None
+    vehicle_index: int | None = None  # index into PhotoResult.vehicles, None if outside any
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoMeta:
+    """When and where a photo was taken, and how sure we are of it."""
+
+    captured_at: datetime  # timezone-aware UTC
+    location: GeoPoint | None
+    time_source: Literal["exif", "file", "device"]
+    location_source: Literal["exif", "device", "none"]
+    source_id: str
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.captured_at.tzinfo is None:
+            raise ValueError("PhotoMeta.captured_at must be timezone-aware (UTC)")

@@ -1,0 +1,1 @@
+"""MQTT status, events and heartbeats (optional; the agent works without a broker)."""

@@ -1,0 +1,1 @@
+"""Getting confirmed reports off the device: object stores, privacy blur, the uploader."""

@@ -1,0 +1,1 @@
+"""Vision: ONNX sessions, vehicle detection, plate location, plate reading, scene signatures."""

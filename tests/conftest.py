@@ -1,0 +1,141 @@
+"""Fixtures shared by the whole suite: paths into ../shared, and the real local services.
+
+Under CI (CI=true) a missing model, data folder or service is a failure, never a skip: the
+suite must prove the real thing works. Elsewhere a test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("GOTCHA_SHARED_DIR", REPO.parent / "shared"))
+MODELS = SHARED / "models"
+DATA = SHARED / "data"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip with ``reason`` when ``condition`` is false; under CI, fail loudly instead."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def shared_path(relative: str) -> Path:
+    path = SHARED / relative
+    need(path.exists(), f"{path} is missing (the ../shared test models and data)")
+    return path
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    return shared_path("models")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return shared_path("data")
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> dict[str, object]:
+    """Connection settings of the local MariaDB (RDS stand-in)."""
+    host = os.environ.get("GOTCHA_TEST_DB_HOST", "127.0.0.1")
+    port = int(os.environ.get("GOTCHA_TEST_DB_PORT", "3306"))
+    need(port_open(host, port), f"MariaDB is not running on {host}:{port}")
+    return {"host": host, "port": port, "user": os.environ.get("GOTCHA_TEST_DB_USER", "root"),
+            "password": os.environ.get("GOTCHA_TEST_DB_PASSWORD", "")}
+
+
+@pytest.fixture()
+def mysql_database(mariadb_server: dict[str, object]) -> Iterator[dict[str, object]]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    import pymysql
+
+    name = f"gotcha_test_{uuid.uuid4().hex[:10]}"
+    conn = pymysql.connect(host=mariadb_server["host"], port=mariadb_server["port"],
+                           user=mariadb_server["user"], password=mariadb_server["password"],
+                           autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    try:
+        yield {**mariadb_server, "database": name}
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> tuple[str, int]:
+    host = os.environ.get("GOTCHA_TEST_MQTT_HOST", "127.0.0.1")
+    port = int(os.environ.get("GOTCHA_TEST_MQTT_PORT", "1883"))
+    need(port_open(host, port), f"Mosquitto is not running on {host}:{port}")
+    return host, port
+
+
+class MotoS3:
+    """moto's S3 server on a free loopback port; stop() and start() simulate a dead network."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._server = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+
+@pytest.fixture()
+def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoS3]:
+    """A fresh moto S3 server per test (state is in memory, so a restart keeps nothing)."""
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        need(False, "moto[server] is not installed (pip install -e '.[dev]')")
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    server = MotoS3()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
