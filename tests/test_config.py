@@ -1,0 +1,64 @@
+"""Configuration: defaults load, TOML and GOTCHA_* overrides apply, mistakes name key and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import load_config
+from edge_agent.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_are_the_embedded_setup() -> None:
+    config = load_config(environ={})
+    assert config.upload.backend == "local"
+    assert config.store.path.suffix == ".db"
+    assert config.mqtt.enabled is False
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(REPO / "gotcha.example.toml", environ={})
+    assert config.device.id
+
+
+def test_toml_and_environment_override(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text('[device]\nid = "kerb-7"\nlat = 37.5\nlon = 127.0\n', encoding="utf-8")
+    config = load_config(path, environ={"GOTCHA_VISION__VEHICLE_SCORE": "0.4",
+                                        "GOTCHA_MODEL_DIR": "/opt/models",
+                                        "GOTCHA_DEVICE__ID": "123"})
+    assert config.device.id == "123"  # an id that looks like a number stays a string
+    assert config.device.lat == 37.5
+    assert config.vision.vehicle_score == 0.4
+    assert config.models.dir == Path("/opt/models")
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "expected"),
+    [
+        ('[device]\nidd = "x"\n', {}, "unknown key 'device.idd'"),
+        ("[device]\nlat = 200\nlon = 1\n", {}, "'device.lat': 200"),
+        ("[device]\nlat = 37.0\n", {}, "device.lat and device.lon must be set together"),
+        ("", {"GOTCHA_VISION__VEHICLE_SCORE": "7"}, "'vision.vehicle_score': 7"),
+        ("", {"GOTCHA_MQTT__PORT": "http"}, "'mqtt.port': 'http'"),
+        ('[mqtt]\nusername = "u"\n', {}, "GOTCHA_MQTT__PASSWORD"),
+        ("[device\n", {}, "is not valid TOML"),
+    ],
+)
+def test_mistakes_name_the_key_and_value(
+    tmp_path: Path, toml: str, environ: dict[str, str], expected: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=environ)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", environ={})
