@@ -38,10 +38,15 @@ def create_session(
     providers: list[str] | None = None,
     intra_op_threads: int = 0,
     name: str | None = None,
+    model_bytes: bytes | None = None,
 ) -> ort.InferenceSession:
-    """Open an ONNX model, turning every load failure into a ModelError that says what to do."""
+    """Open an ONNX model, turning every load failure into a ModelError that says what to do.
+
+    ``model_bytes``: the model already read (and edited in memory, e.g. an extra output); ``path``
+    then only names it.
+    """
     label = name or path.name
-    if not path.is_file():
+    if model_bytes is None and not path.is_file():
         raise ModelError(f"model {label}: file {path} not found; run `gotcha models fetch "
                          f"{label}` or set GOTCHA_MODEL_DIR to the folder that holds it")
     options = ort.SessionOptions()
@@ -51,7 +56,8 @@ def create_session(
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(
-            str(path), sess_options=options, providers=pick_providers(providers or ["cpu"])
+            model_bytes if model_bytes is not None else str(path), sess_options=options,
+            providers=pick_providers(providers or ["cpu"]),
         )
     except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
         detail = str(exc).splitlines()[0][:160] if str(exc) else ""
