@@ -70,6 +70,9 @@ class ModelsConfig(Section):
     intra_op_threads: int = Field(0, ge=0, le=64,
                                   description="onnxruntime intra-op threads (0 = all cores).")
     verify_sha256: bool = Field(True, description="Check each model's sha256 when it is loaded.")
+    trt_cache_dir: Path | None = Field(None, description="Folder for TensorRT engine caches "
+                                       "(engines are built once per device, not at each start); "
+                                       "empty = no cache.")
 
 
 class VisionConfig(Section):
