@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,9 +184,17 @@ def warm_up(session: ort.InferenceSession, spec: ModelSpec) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def open_model(config: GotchaConfig, spec: ModelSpec, *, warm: bool = True) -> LoadedModel:
+ModelEdit = Callable[[bytes], bytes]
+
+
+def open_model(config: GotchaConfig, spec: ModelSpec, *, warm: bool = True,
+               edit: ModelEdit | None = None) -> LoadedModel:
     """Resolve, verify (cached sha256), open with the configured providers and threads, check
-    the input shape against the catalog, and warm up once."""
+    the input shape against the catalog, and warm up once.
+
+    ``edit`` gets the verified file's bytes and returns the model to open (e.g. with an extra
+    output added in memory); the sha256 check is always on the file as shipped.
+    """
     models = config.models
     path = spec.resolve(models.dir)
     if models.verify_sha256 and spec.sha256:
@@ -193,9 +202,10 @@ def open_model(config: GotchaConfig, spec: ModelSpec, *, warm: bool = True) -> L
     elif models.verify_sha256 and not spec.packaged:
         log.warning("model %s: models.toml pins no sha256 for %s; not verified", spec.id, path)
     start = time.perf_counter()
+    data = edit(path.read_bytes()) if edit is not None else None
     session = create_session(path, providers=list(models.providers),
                              intra_op_threads=models.intra_op_threads, name=spec.id,
-                             trt_cache_dir=models.trt_cache_dir)
+                             trt_cache_dir=models.trt_cache_dir, model_bytes=data)
     check_input_shape(session, spec.expected_input_shape(), spec.id)
     load_ms = (time.perf_counter() - start) * 1000.0
     warm_ms = warm_up(session, spec) if warm else 0.0
@@ -204,12 +214,12 @@ def open_model(config: GotchaConfig, spec: ModelSpec, *, warm: bool = True) -> L
     return LoadedModel(spec=spec, path=path, session=session)
 
 
-def load_model(config: GotchaConfig, model_id: str, kind: str, *,
-               warm: bool = True) -> LoadedModel:
+def load_model(config: GotchaConfig, model_id: str, kind: str, *, warm: bool = True,
+               edit: ModelEdit | None = None) -> LoadedModel:
     """The model ``model_id`` of models.toml, checked to be a ``kind``, ready to run.
 
     Raises ConfigError (unknown id, wrong kind, bad catalog) or ModelError (file missing,
     wrong sha256, not loadable, wrong input shape, warm-up failed), each one line.
     """
     spec = get_spec(load_catalog(config.models.catalog), model_id, kind)
-    return open_model(config, spec, warm=warm)
+    return open_model(config, spec, warm=warm, edit=edit)
