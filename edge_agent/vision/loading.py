@@ -188,18 +188,20 @@ ModelEdit = Callable[[bytes], bytes]
 
 
 def open_model(config: GotchaConfig, spec: ModelSpec, *, warm: bool = True,
-               edit: ModelEdit | None = None) -> LoadedModel:
+               edit: ModelEdit | None = None, verify: bool | None = None) -> LoadedModel:
     """Resolve, verify (cached sha256), open with the configured providers and threads, check
     the input shape against the catalog, and warm up once.
 
     ``edit`` gets the verified file's bytes and returns the model to open (e.g. with an extra
-    output added in memory); the sha256 check is always on the file as shipped.
+    output added in memory); the sha256 check is always on the file as shipped. ``verify``
+    None follows config.models.verify_sha256.
     """
     models = config.models
     path = spec.resolve(models.dir)
-    if models.verify_sha256 and spec.sha256:
+    verify = models.verify_sha256 if verify is None else verify
+    if verify and spec.sha256:
         verify_sha256(config, spec, path)
-    elif models.verify_sha256 and not spec.packaged:
+    elif verify and not spec.packaged:
         log.warning("model %s: models.toml pins no sha256 for %s; not verified", spec.id, path)
     start = time.perf_counter()
     data = edit(path.read_bytes()) if edit is not None else None
