@@ -1,0 +1,422 @@
+"""Scene comparison: is the second photo the same spot and angle, with the same vehicle still
+in the same place?
+
+The evidence rule needs both, so ``compare`` judges them apart and takes the weaker:
+
+- background: ORB keypoints outside the vehicle, ratio test, RANSAC homography; the inlier
+  count (plus, with an embedding model, the cosine of the masked-scene embeddings) says whether
+  it is the same place and angle;
+- place: the first vehicle box mapped through that homography must land on the second box (a
+  car moved a few metres lands beside it), and keypoints on the vehicle must follow the
+  background's motion;
+- look: the vehicle regions must still look alike (gradient correlation of small grey patches,
+  plus the embedding of the crops), so a space that emptied, or a car swapped for another one,
+  fails even when the box did not move.
+
+Each part is a logistic score in [0, 1] centred on its decision boundary; ``score`` is the
+minimum, ``same_scene`` is ``score >= threshold`` (the shared rules' scene_threshold). Without an
+embedding model the geometric and patch checks decide alone.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_agent.config import GotchaConfig
+from edge_agent.errors import BadInputError
+from edge_agent.results import Box
+from edge_agent.vision.embedder import Embedder
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_VERSION = 1
+WORK_SIDE = 640  # long side of the working image, whatever the photo's resolution
+PATCH_SIDE = 48  # grey vehicle patch kept in the signature
+MAX_FEATURES = 1200
+RATIO = 0.8  # Lowe's ratio test
+RANSAC_PX = 5.0
+MASK_GROW = 0.10  # the vehicle box grows by this fraction before masking it out
+VEHICLE_KP_PX = 8.0  # a vehicle keypoint "follows the background" within this distance
+DEFAULT_THRESHOLD = 0.5
+
+# Logistic parts: score = 1 / (1 + exp(-(x - mid) / scale)); mid is the decision boundary.
+INLIER_MID, INLIER_SCALE = 14.0, 3.0
+EMBED_MID, EMBED_SCALE = 0.70, 0.04
+PLACE_MID, PLACE_SCALE = 0.55, 0.05  # IoU of the mapped first box with the second box
+LOOK_MID, LOOK_SCALE = 0.35, 0.05  # gradient correlation of the vehicle patches
+VLOOK_MID, VLOOK_SCALE = 0.70, 0.04  # cosine of the vehicle-crop embeddings
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
+
+
+@dataclass(frozen=True)
+class SceneMatch:
+    """The verdict on two photos; the part scores say which check decided."""
+
+    score: float
+    same_scene: bool
+    vehicle_moved: bool | None  # None: no vehicle boxes, or no background transform to judge
+    reason: str
+    inliers: int
+    embedding_similarity: float | None
+    background_score: float = 0.0
+    place_score: float | None = None
+    look_score: float | None = None
+    box_iou: float | None = None
+    patch_similarity: float | None = None
+    vehicle_embedding_similarity: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(float(v), 4)
+
+        return {"score": r(self.score), "same_scene": self.same_scene,
+                "vehicle_moved": self.vehicle_moved, "reason": self.reason,
+                "inliers": self.inliers, "embedding_similarity": r(self.embedding_similarity),
+                "background_score": r(self.background_score), "place_score": r(self.place_score),
+                "look_score": r(self.look_score), "box_iou": r(self.box_iou),
+                "patch_similarity": r(self.patch_similarity),
+                "vehicle_embedding_similarity": r(self.vehicle_embedding_similarity)}
+
+
+@dataclass(frozen=True, eq=False)
+class SceneSignature:
+    """What the store keeps of a photo to compare it later (no pixels but a tiny grey patch).
+
+    Coordinates are in the working image (long side WORK_SIDE).
+    """
+
+    size: tuple[int, int]  # working (width, height)
+    vehicle_box: tuple[float, float, float, float] | None
+    points: np.ndarray  # (N, 2) float32, background keypoints
+    descriptors: np.ndarray  # (N, 32) uint8 ORB
+    vehicle_points: np.ndarray  # (M, 2) float32, keypoints inside the vehicle box
+    vehicle_descriptors: np.ndarray  # (M, 32) uint8
+    patch: np.ndarray | None  # (PATCH_SIDE, PATCH_SIDE) uint8 grey vehicle patch
+    embedding: np.ndarray | None  # (D,) float32 unit vector, vehicle masked out
+    vehicle_embedding: np.ndarray | None  # (D,) float32 unit vector of the vehicle crop
+    model_id: str | None = None
+
+    def embedding_list(self, digits: int = 5) -> list[float] | None:
+        """The masked-scene embedding as plain floats, for the report manifest."""
+        if self.embedding is None:
+            return None
+        return [round(float(v), digits) for v in self.embedding]
+
+    def to_bytes(self) -> bytes:
+        """A compact, versioned npz blob (no pickle) the store can keep in a BLOB column."""
+        header = {"version": SIGNATURE_VERSION, "size": list(self.size),
+                  "vehicle_box": list(self.vehicle_box) if self.vehicle_box else None,
+                  "model_id": self.model_id}
+        arrays: dict[str, np.ndarray] = {
+            "header": np.frombuffer(json.dumps(header).encode(), np.uint8),
+            "points": self.points.astype(np.float32), "descriptors": self.descriptors,
+            "vehicle_points": self.vehicle_points.astype(np.float32),
+            "vehicle_descriptors": self.vehicle_descriptors,
+        }
+        if self.patch is not None:
+            arrays["patch"] = self.patch
+        if self.embedding is not None:
+            arrays["embedding"] = self.embedding.astype(np.float16)
+        if self.vehicle_embedding is not None:
+            arrays["vehicle_embedding"] = self.vehicle_embedding.astype(np.float16)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SceneSignature:
+        """Inverse of to_bytes; BadInputError for anything else (a damaged or foreign blob)."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                header = json.loads(bytes(npz["header"]).decode())
+                if header.get("version") != SIGNATURE_VERSION:
+                    raise BadInputError(f"scene signature version {header.get('version')} is "
+                                        f"not {SIGNATURE_VERSION}; recompute it from the photo")
+
+                def opt(key: str, dtype: type) -> np.ndarray | None:
+                    return npz[key].astype(dtype) if key in npz.files else None
+
+                box = header["vehicle_box"]
+                return cls(
+                    size=(int(header["size"][0]), int(header["size"][1])),
+                    vehicle_box=tuple(float(v) for v in box) if box else None,  # type: ignore[arg-type]
+                    points=npz["points"].reshape(-1, 2).astype(np.float32),
+                    descriptors=npz["descriptors"].reshape(-1, 32).astype(np.uint8),
+                    vehicle_points=npz["vehicle_points"].reshape(-1, 2).astype(np.float32),
+                    vehicle_descriptors=npz["vehicle_descriptors"].reshape(-1, 32)
+                    .astype(np.uint8),
+                    patch=opt("patch", np.uint8),
+                    embedding=opt("embedding", np.float32),
+                    vehicle_embedding=opt("vehicle_embedding", np.float32),
+                    model_id=header.get("model_id"),
+                )
+        except BadInputError:
+            raise
+        except Exception as exc:  # zip, json and key errors all mean "not a signature"
+            raise BadInputError(f"not a scene signature ({type(exc).__name__}); recompute it "
+                                "from the photo") from exc
+
+
+def _grow(box: tuple[float, float, float, float], frac: float, width: int,
+          height: int) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) * frac / 2, (y2 - y1) * frac / 2
+    return (max(0, int(x1 - dx)), max(0, int(y1 - dy)),
+            min(width, math.ceil(x2 + dx)), min(height, math.ceil(y2 + dy)))
+
+
+def _aligned_patches(a: SceneSignature, b: SceneSignature,
+                     h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Patch a resampled into patch b's frame through the background homography, patch b, and
+    the mask of pixels patch a covers; so a small camera move does not read as a change."""
+    def to_patch(box: tuple[float, float, float, float]) -> np.ndarray:
+        x1, y1, x2, y2 = box
+        sx, sy = PATCH_SIDE / max(x2 - x1, 1e-3), PATCH_SIDE / max(y2 - y1, 1e-3)
+        return np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy], [0, 0, 1]], np.float64)
+
+    # patch-b pixel -> image b -> image a -> patch-a pixel
+    back = to_patch(a.vehicle_box) @ np.linalg.inv(h) @ np.linalg.inv(to_patch(b.vehicle_box))
+    size = (PATCH_SIDE, PATCH_SIDE)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(a.patch, back, size, flags=flags,
+                                 borderMode=cv2.BORDER_REPLICATE)
+    valid = cv2.warpPerspective(np.full(size, 255, np.uint8), back, size, flags=flags,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return warped, b.patch, valid > 127
+
+
+def gradient_similarity(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Correlation of two grey patches' complex gradients, in [0, 1].
+
+    Why gradients: brightness and contrast change with the hour; edges of a car do not. An empty
+    space or another car gives a low value.
+    """
+    def grad(p: np.ndarray) -> np.ndarray:
+        p = cv2.GaussianBlur(p.astype(np.float32), (0, 0), 1.0)
+        gx = cv2.Sobel(p, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(p, cv2.CV_32F, 0, 1, ksize=3)
+        return (gx + 1j * gy).ravel()
+
+    ga, gb = grad(a), grad(b)
+    if valid is not None:
+        keep = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).ravel() > 0
+        if keep.sum() < valid.size // 4:
+            return 0.0
+        ga, gb = ga[keep], gb[keep]
+    denom = math.sqrt(float(np.vdot(ga, ga).real) * float(np.vdot(gb, gb).real))
+    if denom < 1e-6:
+        return 0.0
+    return float(abs(np.vdot(ga, gb)) / denom)
+
+
+def _map_box(h: np.ndarray, box: tuple[float, float, float, float]) -> Box | None:
+    x1, y1, x2, y2 = box
+    corners = np.array([[[x1, y1]], [[x2, y1]], [[x2, y2]], [[x1, y2]]], np.float32)
+    mapped = cv2.perspectiveTransform(corners, h).reshape(-1, 2)
+    if not np.all(np.isfinite(mapped)):
+        return None
+    lo, hi = mapped.min(axis=0), mapped.max(axis=0)
+    return Box(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+
+
+def _sane(h: np.ndarray, size: tuple[int, int]) -> bool:
+    """Reject transforms no small camera move makes (mirror, collapse, huge zoom)."""
+    w, ht = size
+    corners = np.array([[[0, 0]], [[w, 0]], [[w, ht]], [[0, ht]]], np.float32)
+    mapped = cv2.perspectiveTransform(corners, h).reshape(-1, 2)
+    if not np.all(np.isfinite(mapped)):
+        return False
+    area = cv2.contourArea(mapped.astype(np.float32))
+    ratio = area / float(w * ht)
+    return 0.4 < ratio < 2.5 and cv2.isContourConvex(mapped.astype(np.float32))
+
+
+class SceneMatcher:
+    """``signature(image, vehicle_box)`` once per photo; ``compare(sig_a, sig_b)`` per pair."""
+
+    def __init__(self, embedder: Embedder | None = None,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
+        self.embedder = embedder
+        self.threshold = threshold
+        self.orb = cv2.ORB_create(nfeatures=MAX_FEATURES, fastThreshold=12)
+        self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+
+    @classmethod
+    def from_config(cls, config: GotchaConfig) -> SceneMatcher:
+        """Embedding model from models.scene_embedder (empty: geometry only); threshold from
+        rules.scene_threshold, else the shared rules' default."""
+        model_id = config.models.scene_embedder
+        embedder = Embedder.from_config(config, model_id) if model_id else None
+        threshold = config.rules.scene_threshold
+        if threshold is None:
+            threshold = _shared_threshold()
+        return cls(embedder, threshold)
+
+    @property
+    def model_id(self) -> str | None:
+        return self.embedder.spec.id if self.embedder else None
+
+    def signature(self, image_bgr: np.ndarray, vehicle_box: Box | None) -> SceneSignature:
+        """Keypoints, patch and embeddings of one photo, the vehicle masked out of the scene."""
+        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 \
+                or image_bgr.size == 0:
+            raise BadInputError("scene signature needs a BGR colour image")
+        height, width = image_bgr.shape[:2]
+        scale = min(1.0, WORK_SIDE / max(width, height))  # never upsample a small photo
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        work = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(work, cv2.COLOR_BGR2GRAY)
+        box = None
+        if vehicle_box is not None:
+            clipped = vehicle_box.clip(width, height)
+            if clipped.width >= 2 and clipped.height >= 2:
+                box = (clipped.x1 * scale, clipped.y1 * scale, clipped.x2 * scale,
+                       clipped.y2 * scale)
+        keypoints, descriptors = self.orb.detectAndCompute(grey, None)
+        points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
+        descriptors = (descriptors if descriptors is not None
+                       else np.zeros((0, 32), np.uint8))
+        inside = np.zeros(len(points), bool)
+        patch = None
+        masked = work
+        crop = None
+        if box is not None:
+            gx1, gy1, gx2, gy2 = _grow(box, MASK_GROW, *size)
+            near = ((points[:, 0] >= gx1) & (points[:, 0] < gx2)
+                    & (points[:, 1] >= gy1) & (points[:, 1] < gy2))
+            bx1, by1, bx2, by2 = box
+            inside = ((points[:, 0] >= bx1) & (points[:, 0] < bx2)
+                      & (points[:, 1] >= by1) & (points[:, 1] < by2))
+            background = ~near
+            ox1, oy1, ox2, oy2 = _grow((clipped.x1, clipped.y1, clipped.x2, clipped.y2), 0.0,
+                                       width, height)
+            crop = image_bgr[oy1:max(oy2, oy1 + 1), ox1:max(ox2, ox1 + 1)]
+            patch = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY),
+                               (PATCH_SIDE, PATCH_SIDE), interpolation=cv2.INTER_AREA)
+            if self.embedder is not None:
+                masked = work.copy()
+                masked[gy1:gy2, gx1:gx2] = work.reshape(-1, 3).mean(axis=0).astype(np.uint8)
+        else:
+            background = np.ones(len(points), bool)
+        embedding = vehicle_embedding = None
+        if self.embedder is not None:
+            vectors = self.embedder.embed([masked] if crop is None else [masked, crop])
+            embedding = vectors[0]
+            vehicle_embedding = vectors[1] if crop is not None else None
+        return SceneSignature(
+            size=size, vehicle_box=box, points=points[background],
+            descriptors=descriptors[background], vehicle_points=points[inside],
+            vehicle_descriptors=descriptors[inside], patch=patch, embedding=embedding,
+            vehicle_embedding=vehicle_embedding, model_id=self.model_id)
+
+    def _match(self, da: np.ndarray, db: np.ndarray) -> list[tuple[int, int]]:
+        if len(da) < 2 or len(db) < 2:
+            return []
+        pairs = self.matcher.knnMatch(da, db, k=2)
+        return [(m[0].queryIdx, m[0].trainIdx) for m in pairs
+                if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
+
+    def _register(self, a: SceneSignature,
+                  b: SceneSignature) -> tuple[np.ndarray | None, int]:
+        """Background homography a -> b and its inlier count (None, count) when none holds."""
+        matches = self._match(a.descriptors, b.descriptors)
+        if len(matches) < 8:
+            return None, 0
+        pa = a.points[[i for i, _ in matches]]
+        pb = b.points[[j for _, j in matches]]
+        h, mask = cv2.findHomography(pa, pb, cv2.RANSAC, RANSAC_PX, maxIters=2000,
+                                     confidence=0.995)
+        if h is None or mask is None:
+            return None, 0
+        inliers = int(mask.sum())
+        if not _sane(h, a.size):
+            return None, inliers
+        return h, inliers
+
+    def _vehicle_keypoints(self, a: SceneSignature, b: SceneSignature,
+                           h: np.ndarray) -> tuple[int, int]:
+        """(matched, following the background) vehicle keypoints; a moved car matches but does
+        not follow."""
+        matches = self._match(a.vehicle_descriptors, b.vehicle_descriptors)
+        if not matches:
+            return 0, 0
+        pa = a.vehicle_points[[i for i, _ in matches]].reshape(-1, 1, 2)
+        pb = b.vehicle_points[[j for _, j in matches]]
+        mapped = cv2.perspectiveTransform(pa, h).reshape(-1, 2)
+        follow = int((np.linalg.norm(mapped - pb, axis=1) < VEHICLE_KP_PX).sum())
+        return len(matches), follow
+
+    def compare(self, a: SceneSignature, b: SceneSignature) -> SceneMatch:
+        """Same background, and the same vehicle still in the same place? One score, one reason.
+        """
+        h, inliers = self._register(a, b)
+        emb = None
+        if a.embedding is not None and b.embedding is not None \
+                and a.embedding.shape == b.embedding.shape:
+            emb = float(np.dot(a.embedding, b.embedding))
+        z = (inliers - INLIER_MID) / INLIER_SCALE
+        if emb is not None:
+            z = min(z, (emb - EMBED_MID) / EMBED_SCALE) if h is not None else z
+        background = _sigmoid(z) if h is not None else min(_sigmoid(z), 0.05)
+        if h is None or a.vehicle_box is None or b.vehicle_box is None:
+            reason = (f"background matches ({inliers} inliers)" if background >= self.threshold
+                      else f"background differs ({inliers} inliers"
+                           + (f", embedding {emb:.2f})" if emb is not None else ")"))
+            return SceneMatch(score=background, same_scene=background >= self.threshold,
+                              vehicle_moved=None, reason=reason, inliers=inliers,
+                              embedding_similarity=emb, background_score=background)
+        mapped = _map_box(h, a.vehicle_box)
+        iou = float(mapped.iou(Box(*b.vehicle_box))) if mapped is not None else 0.0
+        place = _sigmoid((iou - PLACE_MID) / PLACE_SCALE)
+        patch_sim = (gradient_similarity(*_aligned_patches(a, b, h))
+                     if a.patch is not None and b.patch is not None else None)
+        vemb = None
+        if a.vehicle_embedding is not None and b.vehicle_embedding is not None \
+                and a.vehicle_embedding.shape == b.vehicle_embedding.shape:
+            vemb = float(np.dot(a.vehicle_embedding, b.vehicle_embedding))
+        look_z = (patch_sim - LOOK_MID) / LOOK_SCALE if patch_sim is not None else 10.0
+        if vemb is not None:
+            look_z = min(look_z, (vemb - VLOOK_MID) / VLOOK_SCALE)
+        look = _sigmoid(look_z)
+        score = min(background, place, look)
+        same = score >= self.threshold
+        moved = place < self.threshold
+        if background < self.threshold:
+            reason = f"background differs ({inliers} inliers" + (
+                f", embedding {emb:.2f})" if emb is not None else ")")
+        elif moved:
+            reason = f"vehicle moved against the background (box overlap {iou:.2f})"
+        elif look < self.threshold:
+            reason = "vehicle region changed (vehicle gone or another vehicle)"
+        else:
+            reason = f"same place and vehicle ({inliers} inliers, box overlap {iou:.2f})"
+        return SceneMatch(score=score, same_scene=same,
+                          vehicle_moved=moved or look < self.threshold,
+                          reason=reason, inliers=inliers, embedding_similarity=emb,
+                          background_score=background, place_score=place, look_score=look,
+                          box_iou=iou, patch_similarity=patch_sim,
+                          vehicle_embedding_similarity=vemb)
+
+    def match(self, image_a: np.ndarray, box_a: Box | None, image_b: np.ndarray,
+              box_b: Box | None) -> SceneMatch:
+        """Convenience: signatures of two photos, compared."""
+        return self.compare(self.signature(image_a, box_a), self.signature(image_b, box_b))
+
+
+def _shared_threshold() -> float:
+    """The scene threshold written once in cloud_sync.rules, shared with the cloud."""
+    try:
+        from cloud_sync.rules import DEFAULT_RULES
+    except ImportError:  # the shared rules module is not there yet in a partial checkout
+        return DEFAULT_THRESHOLD
+    return float(DEFAULT_RULES.scene_threshold)
