@@ -117,7 +117,7 @@ def _check_file_size(name: str, size: int, config: GotchaConfig) -> None:
 
 def sniff_format(data: bytes, name: str = "photo") -> Format:
     """The format from the magic bytes (never the file name): jpeg, png or heic."""
-    if data[:3] == b"\xff\xd8\xff":
+    if data[:2] == b"\xff\xd8":
         return "jpeg"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
@@ -265,7 +265,8 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
         scale = 255.0 if image.dtype.kind == "f" and float(np.nanmax(image)) <= 1.0 else 1.0
-        image = np.clip(np.nan_to_num(image.astype(np.float32) * scale), 0, 255).astype(np.uint8)
+        image = np.clip(np.round(np.nan_to_num(image.astype(np.float32) * scale)), 0, 255)
+        image = image.astype(np.uint8)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     channels = image.shape[2]
