@@ -86,6 +86,18 @@ class VisionConfig(Section):
                                   "bombs).")
     max_file_bytes: int = Field(60_000_000, ge=100_000, description="Refuse files larger than "
                                 "this.")
+    vehicle_fallback_score: float = Field(0.15, gt=0, lt=1, description="When nothing reaches "
+                                          "vehicle_score, keep the best vehicle above this.")
+    vehicle_rotate_fallback: bool = Field(True, description="When no vehicle is found, look "
+                                          "again with the photo turned 90 degrees both ways "
+                                          "(fisheye and overhead cameras).")
+    plate_vehicle_margin: float = Field(0.08, ge=0, le=0.5, description="Share of a vehicle "
+                                        "box added on each side before searching it for plates.")
+    plate_text_fallback: bool = Field(True, description="Use the PaddleOCR text detector "
+                                      "(models.toml ppocrv4-det) when the plate detector finds "
+                                      "nothing in the whole frame.")
+    text_detector: str = Field("ppocrv4-det", description="models.toml id of the text detector "
+                               "used without a plate detector or as its fallback.")
 
 
 class RulesConfig(Section):
