@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PhotoItem = tuple[Path, Photo | BadInputError]
 _EXIF_HEAD_BYTES = 256 * 1024  # EXIF sits in the first APP1 segment, at most 64 KiB in
+_EMPTY_FILE_POLLS = 5
 
 
 def expand_paths(paths: Iterable[Path | str], recursive: bool = False) -> list[Path]:
@@ -87,14 +88,21 @@ def watch_folder(directory: Path | str, config: GotchaConfig, stop_event: thread
                  poll_s: float = 1.0, include_existing: bool = False) -> Iterator[PhotoItem]:
     """Yield photos that appear in ``directory`` until ``stop_event`` is set.
 
-    A file is taken once its size and mtime are unchanged over one poll, so a photo still
-    being copied in is never read half-written.
+    The files already there are noted when this is called (not when iteration starts), so
+    nothing that arrives in between is mistaken for old. A file is taken once its size and
+    mtime are unchanged over one poll, so a photo still being copied in is never read
+    half-written.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise BadInputError(f"{directory}: not a folder; create it or pass the folder to watch")
     seen: set[Path] = set() if include_existing else set(_photo_files(directory))
-    pending: dict[Path, tuple[int, int]] = {}
+    return _watch(directory, config, stop_event, poll_s, seen)
+
+
+def _watch(directory: Path, config: GotchaConfig, stop_event: threading.Event, poll_s: float,
+           seen: set[Path]) -> Iterator[PhotoItem]:
+    pending: dict[Path, tuple[tuple[int, int], int]] = {}  # path -> (size, mtime), stable polls
     while not stop_event.is_set():
         ready: list[tuple[int, Path]] = []
         for path in _photo_files(directory):
@@ -106,10 +114,12 @@ def watch_folder(directory: Path | str, config: GotchaConfig, stop_event: thread
                 pending.pop(path, None)
                 continue
             signature = (info.st_size, info.st_mtime_ns)
-            if info.st_size > 0 and pending.get(path) == signature:
+            previous, stable = pending.get(path, (None, 0))
+            stable = stable + 1 if previous == signature else 0
+            pending[path] = (signature, stable)
+            # An empty file is usually a copy that has not started; report it only if it stays.
+            if stable >= (1 if info.st_size > 0 else _EMPTY_FILE_POLLS):
                 ready.append((info.st_mtime_ns, path))
-            else:
-                pending[path] = signature
         for _, path in sorted(ready):
             seen.add(path)
             pending.pop(path, None)
