@@ -125,3 +125,65 @@ class PhotoMeta:
     def __post_init__(self) -> None:
         if self.captured_at.tzinfo is None:
             raise ValueError("PhotoMeta.captured_at must be timezone-aware (UTC)")
+
+
+def _meta_dict(meta: PhotoMeta) -> dict[str, object]:
+    loc = meta.location
+    return {
+        "captured_at": meta.captured_at.isoformat(),
+        "time_source": meta.time_source,
+        "location": None if loc is None else {"lat": loc.lat, "lon": loc.lon,
+                                              "accuracy_m": loc.accuracy_m,
+                                              "altitude_m": loc.altitude_m},
+        "location_source": meta.location_source,
+        "source_id": meta.source_id,
+        "warnings": list(meta.warnings),
+    }
+
+
+def _plate_dict(plate: PlateDetection) -> dict[str, object]:
+    read = plate.read
+    return {
+        "box": plate.box.as_list(),
+        "score": round(plate.score, 3),
+        "vehicle_index": plate.vehicle_index,
+        "read": None if read is None else {
+            "raw_text": read.raw_text,
+            "text": read.text,
+            "valid": read.valid,
+            "confidence": round(read.confidence, 3),
+            "char_confidences": [round(c, 3) for c in read.char_confidences],
+            "reject_reason": read.reject_reason,
+        },
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoResult:
+    """What the vision pipeline saw in one photo, with per-stage wall times.
+
+    ``timings_ms``: decode, vehicle, plate_locate, plate_read, total (pipeline wall time);
+    ``inference_ms``: the bare model run time inside those stages (for the benchmark's
+    overhead ratio). ``people`` are boxes for the uploader's privacy blur, never vehicles.
+    """
+
+    photo_meta: PhotoMeta
+    image_size: tuple[int, int]  # (width, height) of the upright image
+    vehicles: list[Vehicle]
+    plates: list[PlateDetection]
+    timings_ms: dict[str, float]
+    people: list[Box] = field(default_factory=list)
+    inference_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready (plain types only)."""
+        return {
+            "meta": _meta_dict(self.photo_meta),
+            "image_size": list(self.image_size),
+            "vehicles": [{"box": v.box.as_list(), "label": v.label, "score": round(v.score, 3)}
+                         for v in self.vehicles],
+            "plates": [_plate_dict(p) for p in self.plates],
+            "people": [b.as_list() for b in self.people],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "inference_ms": {k: round(v, 2) for k, v in self.inference_ms.items()},
+        }
