@@ -146,6 +146,12 @@ class MqttConfig(Section):
                                  "environment.")
     heartbeat_s: float = Field(60.0, gt=0, description="Heartbeat period.")
     tls: bool = Field(False, description="Use TLS.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive; the broker "
+                             "publishes the last will (offline) after about 1.5× this.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnect "
+                                   "attempts (they start at 1 s and double).")
+    max_queued: int = Field(1000, ge=1, description="Events kept in memory while the broker "
+                            "is unreachable; newer ones are dropped beyond this.")
 
     @model_validator(mode="after")
     def _user_needs_password(self) -> MqttConfig:
