@@ -1,0 +1,329 @@
+"""The ingest handler's work: an S3 ObjectCreated event -> a row in `temporary`, exactly once.
+
+For ``reports/{device}/{yyyy}/{mm}/{dd}/{report_id}/manifest.json`` it fetches the manifest,
+validates it (schema, plate grammar, that its key matches its content), checks each photo is
+in S3 under the same prefix with the sha256 the manifest names (object metadata ``sha256``
+when the uploader set it, else by hashing the body), and inserts the report as ``pending``.
+
+* A replayed event (same manifest bytes) changes nothing.
+* A bad manifest or photo is recorded in `rejected_events` with its reason (keyed by bucket,
+  key and ETag, so even an unreadable one is recorded, once), never dropped silently. A second,
+  different manifest for a report already received is rejected the same way.
+* A manifest whose photos are not in S3: the device writes the manifest last, so this means
+  photos vanished or events arrived out of order. The report is recorded as ``waiting`` (so it
+  is visible) and PhotosNotReadyError is raised so Lambda retries the event; a later delivery
+  that finds the photos turns it ``pending``. If the retries run out the row stays ``waiting``
+  and ``gotcha cloud ingest --scan`` re-drives it.
+* ``raw/{device_id}/{name}.jpg`` (devices without the agent) becomes a ``raw`` single sighting
+  for the vision service; it is not a report and the promoter leaves it alone.
+* Any other key is ignored with a log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cloud_sync import db, manifest
+from cloud_sync.errors import PhotosNotReadyError
+from cloud_sync.events import S3ObjectEvent, parse_s3_event
+
+log = logging.getLogger(__name__)
+
+MAX_REASON = 1000
+RAW_KEY = re.compile(r"^raw/(?P<device>[A-Za-z0-9_.-]{1,64})/(?P<name>[^/]+)\.(?:jpe?g|JPE?G)$")
+RAW_NAMESPACE = uuid.UUID("6b1f4f5e-3d0a-4c1e-9a57-0c2f5a7d9e11")
+
+INSERT_TEMPORARY_COLUMNS = (
+    "report_id", "source", "status", "reason", "device_id", "plate", "plate_confidence",
+    "plate_use", "zone", "lat", "lon", "accuracy_m", "first_seen_at", "confirmed_at",
+    "scene_score", "photo_distance_m", "bucket", "manifest_key", "manifest_etag",
+    "manifest_sha256", "photo1_key", "photo1_sha256", "photo2_key", "photo2_sha256",
+    "manifest", "received_at")
+INSERT_TEMPORARY_SQL = (
+    f"INSERT INTO `temporary` ({', '.join(INSERT_TEMPORARY_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(INSERT_TEMPORARY_COLUMNS))})")
+UPDATE_WAITING_SQL = (
+    "UPDATE `temporary` SET "
+    + ", ".join(f"{c} = %s" for c in INSERT_TEMPORARY_COLUMNS if c != "report_id")
+    + " WHERE id = %s AND status = 'waiting'")
+
+
+class Rejected(Exception):
+    """The object cannot be accepted, for the reason given (recorded, not retried)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one S3 object: accepted|replayed|waiting|rejected|raw|ignored."""
+
+    status: str
+    key: str
+    detail: str = ""
+    report_id: str | None = None
+
+
+def handle_event(event: object, conn: db.Connection, s3: Any) -> dict[str, Any]:
+    """Ingest every ObjectCreated record of a Lambda event; return counts and outcomes.
+
+    Raises EventError for an event that is not S3 JSON, and PhotosNotReadyError after all
+    records are done if any manifest is waiting for its photos (Lambda then retries the
+    whole event, which is safe: the other records replay as no-ops).
+    """
+    outcomes = [ingest_object(obj, conn, s3) for obj in parse_s3_event(event)]
+    counts = Counter(o.status for o in outcomes)
+    summary = {"records": len(outcomes), **{k: counts.get(k, 0) for k in
+               ("accepted", "replayed", "waiting", "rejected", "raw", "ignored")},
+               "outcomes": [o.__dict__ for o in outcomes]}
+    waiting = [o for o in outcomes if o.status == "waiting"]
+    if waiting:
+        raise PhotosNotReadyError(
+            f"{len(waiting)} manifest(s) name photos not in S3 yet ({waiting[0].key}: "
+            f"{waiting[0].detail}); recorded as waiting, retry the event later")
+    return summary
+
+
+def ingest_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any) -> Outcome:
+    """Ingest one created object; the decision is logged and stored, never silent."""
+    if obj.key.startswith("raw/"):
+        return _ingest_raw(obj, conn, s3)
+    parsed_key = manifest.parse_report_key(obj.key)
+    if parsed_key is None and obj.key.endswith("/" + manifest.MANIFEST_NAME):
+        reason = ("manifest key is not reports/{device_id}/{yyyy}/{mm}/{dd}/{report_id}/"
+                  "manifest.json")
+        _record_rejected(conn, obj, reason, (None, None))
+        log.warning("rejected s3://%s/%s: %s", obj.bucket, obj.key, reason)
+        return Outcome("rejected", obj.key, reason)
+    if parsed_key is None or not parsed_key.is_manifest:
+        log.info("ignoring s3://%s/%s: not a report manifest", obj.bucket, obj.key)
+        return Outcome("ignored", obj.key, "not a manifest")
+    body: bytes | None = None
+    try:
+        body = _get_manifest_bytes(s3, obj)
+        report = _check_manifest(body, obj)
+        photo_problem = _check_photos(s3, obj.bucket, report)
+    except Rejected as exc:
+        reason = str(exc)[:MAX_REASON]
+        _record_rejected(conn, obj, reason, _peek_ids(body))
+        log.warning("rejected s3://%s/%s: %s", obj.bucket, obj.key, reason)
+        return Outcome("rejected", obj.key, reason)
+    row = _row(obj, body, report, waiting_reason=photo_problem)
+    status = db.run_transaction(conn, lambda cur: _store(cur, row),
+                                retry_on=db.RETRYABLE | {1062})
+    if status == "conflict":
+        reason = (f"report {row['report_id']} was already received with a different manifest; "
+                  "a report is immutable once sent")
+        _record_rejected(conn, obj, reason, (row["report_id"], row["device_id"]))
+        log.warning("rejected s3://%s/%s: %s", obj.bucket, obj.key, reason)
+        return Outcome("rejected", obj.key, reason, row["report_id"])
+    if photo_problem and status in ("accepted", "waiting"):
+        log.warning("waiting s3://%s/%s: %s", obj.bucket, obj.key, photo_problem)
+        return Outcome("waiting", obj.key, photo_problem, row["report_id"])
+    log.info("%s report %s from s3://%s/%s", status, row["report_id"], obj.bucket, obj.key)
+    return Outcome(status, obj.key, "", row["report_id"])
+
+
+# --- manifest -----------------------------------------------------------------------------
+
+def _get_manifest_bytes(s3: Any, obj: S3ObjectEvent) -> bytes:
+    try:
+        response = s3.get_object(Bucket=obj.bucket, Key=obj.key)
+    except Exception as exc:
+        if _s3_missing(exc):
+            raise Rejected("manifest object no longer exists in S3") from None
+        raise
+    if response.get("ContentLength", 0) > manifest.MAX_MANIFEST_BYTES:
+        raise Rejected(f"manifest is {response['ContentLength']} bytes, more than the "
+                       f"{manifest.MAX_MANIFEST_BYTES} allowed")
+    return response["Body"].read(manifest.MAX_MANIFEST_BYTES + 1)
+
+
+def _check_manifest(body: bytes, obj: S3ObjectEvent) -> manifest.Manifest:
+    try:
+        report = manifest.validate_manifest(body)
+    except manifest.ManifestError as exc:
+        raise Rejected(f"invalid manifest: {exc.reason}") from None
+    if obj.key != report.key:
+        raise Rejected(f"manifest key does not match its content: expected {report.key}")
+    return report
+
+
+def _check_photos(s3: Any, bucket: str, report: manifest.Manifest) -> str | None:
+    """None when every photo is in S3 with its sha256; a reason while one is missing.
+
+    validate_manifest already holds photo keys to the report's own folder; a photo whose
+    sha256 differs from the manifest's is Rejected.
+    """
+    missing: list[str] = []
+    for photo in report.photos:
+        name = photo.key.rsplit("/", 1)[-1]
+        try:
+            head = s3.head_object(Bucket=bucket, Key=photo.key)
+        except Exception as exc:
+            if _s3_missing(exc):
+                missing.append(name)
+                continue
+            raise
+        actual = (head.get("Metadata") or {}).get("sha256") or _hash_object(s3, bucket,
+                                                                             photo.key)
+        if actual.lower() != photo.sha256:
+            raise Rejected(f"photo {name} sha256 {actual[:12]}... does not match the "
+                           f"manifest's {photo.sha256[:12]}...")
+    return f"photo(s) not in S3: {', '.join(missing)}" if missing else None
+
+
+def _hash_object(s3: Any, bucket: str, key: str) -> str:
+    digest = hashlib.sha256()
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    for chunk in iter(lambda: body.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _s3_missing(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    code = str((response or {}).get("Error", {}).get("Code", ""))
+    return code in {"404", "NoSuchKey", "NotFound"}
+
+
+def _peek_ids(body: bytes | None) -> tuple[str | None, str | None]:
+    """report_id and device_id of a rejected manifest, when they can be read at all."""
+    try:
+        data = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(data, Mapping):
+        return None, None
+    ids = (data.get("report_id"), data.get("device_id"))
+    return tuple(str(v)[:64] if v is not None else None for v in ids)  # type: ignore[return-value]
+
+
+# --- rows ---------------------------------------------------------------------------------
+
+def _row(obj: S3ObjectEvent, body: bytes, report: manifest.Manifest,
+         waiting_reason: str | None) -> dict[str, Any]:
+    photos = report.photos
+    parsed = report.parsed_plate
+    loc = report.location
+    return {
+        "report_id": str(report.report_id), "source": "agent",
+        "status": "waiting" if waiting_reason else "pending", "reason": waiting_reason,
+        "device_id": report.device_id, "plate": parsed.text,
+        "plate_confidence": report.plate_confidence, "plate_use": parsed.use,
+        "zone": report.zone, "lat": loc.lat, "lon": loc.lon, "accuracy_m": loc.accuracy_m,
+        "first_seen_at": db.db_time(report.first_seen_at),
+        "confirmed_at": db.db_time(report.confirmed_at),
+        "scene_score": report.scene_score, "photo_distance_m": _photo_distance(report),
+        "bucket": obj.bucket, "manifest_key": obj.key, "manifest_etag": obj.etag,
+        "manifest_sha256": hashlib.sha256(body).hexdigest(),
+        "photo1_key": photos[0].key, "photo1_sha256": photos[0].sha256,
+        "photo2_key": photos[1].key, "photo2_sha256": photos[1].sha256,
+        "manifest": body.decode("utf-8"), "received_at": db.db_time(obj.event_time)
+        if obj.event_time else db.utc_now(),
+    }
+
+
+def _photo_distance(report: manifest.Manifest) -> float:
+    """Metres between where the two photos were taken.
+
+    gotcha.report/1 carries one location for the report: the device confirmed the two photos
+    were within the same-spot radius before building it, so the cloud records 0 m here and
+    re-checks interval, scene score, zone and deadline. A later schema with per-photo
+    locations would compute it with haversine_m.
+    """
+    del report
+    return 0.0
+
+
+def _store(cur: db.pymysql.cursors.DictCursor, row: dict[str, Any]) -> str:
+    """Insert, or settle against the row already there; returns the outcome."""
+    cur.execute("SELECT id, status, manifest_sha256 FROM `temporary` WHERE report_id = %s "
+                "FOR UPDATE", (row["report_id"],))
+    existing = cur.fetchone()
+    if existing is None:
+        cur.execute(INSERT_TEMPORARY_SQL, [row[c] for c in INSERT_TEMPORARY_COLUMNS])
+        if row["status"] == "pending":
+            _touch_device(cur, row)
+        return "accepted" if row["status"] == "pending" else "waiting"
+    if existing["manifest_sha256"] != row["manifest_sha256"]:
+        return "conflict"
+    if existing["status"] == "waiting":
+        values = [row[c] for c in INSERT_TEMPORARY_COLUMNS if c != "report_id"]
+        cur.execute(UPDATE_WAITING_SQL, [*values, existing["id"]])
+        if row["status"] == "pending":
+            _touch_device(cur, row)
+            return "accepted"
+        return "waiting"
+    return "replayed"
+
+
+def _touch_device(cur: db.pymysql.cursors.DictCursor, row: dict[str, Any]) -> None:
+    t = row["confirmed_at"] or row["received_at"]
+    cur.execute("INSERT INTO devices (device_id, first_report_at, last_report_at, reports) "
+                "VALUES (%s, %s, %s, 1) ON DUPLICATE KEY UPDATE reports = reports + 1, "
+                "first_report_at = LEAST(first_report_at, %s), "
+                "last_report_at = GREATEST(last_report_at, %s)",
+                (row["device_id"], t, t, t, t))
+
+
+def _record_rejected(conn: db.Connection, obj: S3ObjectEvent, reason: str,
+                     ids: tuple[str | None, str | None]) -> None:
+    event_hash = hashlib.sha256("\x00".join(
+        (obj.bucket, obj.key, obj.etag or "", reason)).encode("utf-8")).hexdigest()
+    received = db.db_time(obj.event_time) if obj.event_time else db.utc_now()
+
+    def work(cur: db.pymysql.cursors.DictCursor) -> None:
+        cur.execute("INSERT INTO rejected_events (event_hash, bucket, object_key, etag, "
+                    "report_id, device_id, reason, received_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON DUPLICATE KEY UPDATE id = id",
+                    (event_hash, obj.bucket, obj.key[:1024], (obj.etag or "")[:80] or None,
+                     ids[0], ids[1], reason[:MAX_REASON], received))
+
+    db.run_transaction(conn, work)
+
+
+# --- raw photos ---------------------------------------------------------------------------
+
+def _ingest_raw(obj: S3ObjectEvent, conn: db.Connection, s3: Any) -> Outcome:
+    """A raw photo from a device without the agent: one `raw` sighting for the vision service.
+
+    Its time is the upload time (EXIF is read by the vision service, not this lean handler).
+    """
+    match = RAW_KEY.match(obj.key)
+    if match is None:
+        reason = "raw photo key must be raw/{device_id}/{name}.jpg with device_id [A-Za-z0-9_.-]"
+        _record_rejected(conn, obj, reason, (None, None))
+        return Outcome("rejected", obj.key, reason)
+    try:
+        head = s3.head_object(Bucket=obj.bucket, Key=obj.key)
+    except Exception as exc:
+        if _s3_missing(exc):
+            reason = "raw photo no longer exists in S3"
+            _record_rejected(conn, obj, reason, (None, match["device"]))
+            return Outcome("rejected", obj.key, reason)
+        raise
+    sha = (head.get("Metadata") or {}).get("sha256") or _hash_object(s3, obj.bucket, obj.key)
+    sighting_id = str(uuid.uuid5(RAW_NAMESPACE, f"{obj.bucket}/{obj.key}/{sha}"))
+    when = db.db_time(obj.event_time or datetime.now(UTC))
+
+    def work(cur: db.pymysql.cursors.DictCursor) -> str:
+        cur.execute("INSERT INTO `temporary` (report_id, source, status, reason, device_id, "
+                    "first_seen_at, bucket, manifest_key, manifest_etag, photo1_key, "
+                    "photo1_sha256, received_at) VALUES (%s, 'raw', 'raw', %s, %s, %s, %s, %s, "
+                    "%s, %s, %s, %s) ON DUPLICATE KEY UPDATE id = id",
+                    (sighting_id, "waiting for the vision service", match["device"], when,
+                     obj.bucket, obj.key, obj.etag, obj.key, sha, when))
+        return "raw" if cur.rowcount == 1 else "replayed"
+
+    status = db.run_transaction(conn, work)
+    log.info("%s raw sighting %s from s3://%s/%s", status, sighting_id, obj.bucket, obj.key)
+    return Outcome(status, obj.key, "", sighting_id)
