@@ -134,7 +134,8 @@ class Lifecycle:
 
     def __init__(self, store: Store, rules: Rules, zone: str, scene: SceneComparer,
                  clock: Clock = utc_now, low_char_confidence: float = 0.6,
-                 high_char_confidence: float = 0.8) -> None:
+                 high_char_confidence: float = 0.8,
+                 models: dict[str, str | None] | None = None) -> None:
         rules.min_interval(zone)  # raises ValueError for an unknown zone, at start
         self.store = store
         self.rules = rules
@@ -143,6 +144,7 @@ class Lifecycle:
         self.clock = clock
         self.low = low_char_confidence
         self.high = high_char_confidence
+        self.models = models or {}  # model ids recorded with each confirmed report
 
     # ------------------------------------------------------------------ public
     def record(self, s: Sighting) -> Decision:
@@ -265,7 +267,7 @@ class Lifecycle:
                           else (stored, outcome.first))
         self.store.confirm(outcome.report_id, earlier, later, outcome.plate, outcome.plate_alt,
                            reporting_deadline(earlier.captured_at), outcome.score,
-                           outcome.reason, outcome.distance_m)
+                           outcome.reason, outcome.distance_m, self.models)
         gap = later.ts - earlier.ts
         log.info("report %s confirmed: %s, %.0f s apart, scene %.2f", outcome.report_id,
                  outcome.plate, gap, outcome.score)

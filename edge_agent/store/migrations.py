@@ -58,6 +58,7 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
             distance_m      REAL,
             duplicate_count INTEGER NOT NULL DEFAULT 0,
             expired_reason  TEXT,
+            models          TEXT,               -- JSON {role: model id} that made the report
             created_at      TEXT NOT NULL,
             updated_at      TEXT NOT NULL,
             CHECK ((state IN ('confirmed', 'uploaded')) =

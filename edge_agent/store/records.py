@@ -114,7 +114,7 @@ class Report:
     duplicate_count: int = 0
     plate_alt: str | None = None
     expired_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Report:
@@ -132,6 +132,7 @@ class Report:
             scene_score=row["scene_score"], scene_reason=row["scene_reason"],
             distance_m=row["distance_m"], duplicate_count=row["duplicate_count"],
             plate_alt=row["plate_alt"], expired_reason=row["expired_reason"],
+            models=json.loads(row["models"]) if row.get("models") else {},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,7 +140,8 @@ class Report:
         out: dict[str, Any] = {}
         for key in ("report_id", "device_id", "plate", "plate_alt", "zone", "state", "lat",
                     "lon", "first_sighting_id", "confirming_sighting_id", "scene_score",
-                    "scene_reason", "distance_m", "duplicate_count", "expired_reason"):
+                    "scene_reason", "distance_m", "duplicate_count", "expired_reason",
+                    "models"):
             out[key] = getattr(self, key)
         for key in ("first_seen_at", "confirmed_at", "expires_at", "deadline", "updated_at"):
             value = getattr(self, key)

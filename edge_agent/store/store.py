@@ -198,7 +198,8 @@ class Store:
 
     def confirm(self, report_id: str, first: Sighting, confirming: Sighting, plate: str,
                 plate_alt: str | None, deadline: datetime, scene_score: float,
-                scene_reason: str, distance_m: float) -> None:
+                scene_reason: str, distance_m: float,
+                models: dict[str, str | None] | None = None) -> None:
         """candidate -> confirmed plus its outbox row; ``first`` is the earlier photo.
 
         The UPDATE only matches a candidate, so a report is never confirmed twice, and the
@@ -211,12 +212,12 @@ class Store:
             "UPDATE reports SET state = 'confirmed', plate = ?, plate_alt = ?, "
             "first_sighting_id = ?, confirming_sighting_id = ?, first_seen_at = ?, "
             "first_seen_ts = ?, confirmed_at = ?, deadline = ?, lat = ?, lon = ?, "
-            "scene_score = ?, scene_reason = ?, distance_m = ?, updated_at = ? "
+            "scene_score = ?, scene_reason = ?, distance_m = ?, models = ?, updated_at = ? "
             "WHERE report_id = ? AND state = 'candidate'",
             (plate, plate_alt, first.id, confirming.id, to_iso(first.captured_at), first.ts,
              to_iso(confirming.captured_at), to_iso(deadline), first.location.lat,
-             first.location.lon, scene_score, scene_reason, distance_m, now,
-             report_id)).rowcount
+             first.location.lon, scene_score, scene_reason, distance_m,
+             json.dumps(models or {}), now, report_id)).rowcount
         if changed != 1:
             raise StoreError(f"report {report_id} is not a candidate any more; not confirming "
                              "it twice")
