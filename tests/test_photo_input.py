@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import piexif
 import pytest
-from conftest import shared_path
+from conftest import need, shared_path
 
 from edge_agent.config import DeviceConfig, GotchaConfig, VisionConfig
 from edge_agent.errors import BadInputError
@@ -269,13 +269,47 @@ def test_missing_file_and_directory(tmp_path: Path, config: GotchaConfig) -> Non
         load_photo(tmp_path, config)
 
 
-def test_heic_needs_pillow_heif_or_is_checked(config: GotchaConfig) -> None:
-    fake = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+def _heic_from(jpeg: bytes, exif_block: bytes) -> bytes:
     try:
-        import pillow_heif  # noqa: F401
+        import pillow_heif
     except ImportError:
-        with pytest.raises(BadInputError, match=HEIC_HINT.replace("[", r"\[").replace("]", r"\]")):
-            decode_photo(fake, config, name="IMG_0001.HEIC")
-    else:
-        with pytest.raises(BadInputError, match="corrupt HEIC"):
-            decode_photo(fake, config, name="IMG_0001.HEIC")
+        need(False, "pillow-heif is not installed (pip install -e '.[dev]')")
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(out, format="HEIF", exif=exif_block, quality=85)
+    return out.getvalue()
+
+
+def test_heic_photo_with_exif(scenes: Path, config: GotchaConfig) -> None:
+    jpeg = (scenes / "802.jpg").read_bytes()
+    when = datetime(2025, 4, 5, 6, 7, 8, tzinfo=timezone(timedelta(hours=9)))
+    place = GeoPoint(-33.8568, 151.2153, altitude_m=-2.5)
+    block = piexif.load(write_exif(jpeg, when, place, orientation=6))
+    heic = _heic_from(jpeg, piexif.dump(block))
+    photo = decode_photo(heic, config, name="IMG_0001.HEIC")
+    width, height = image_dimensions(jpeg, "jpeg")
+    assert photo.size == (height, width)  # rotated once (by libheif), not twice
+    assert photo.meta.captured_at == when.astimezone(UTC)
+    assert photo.meta.location is not None
+    assert photo.meta.location.lat == pytest.approx(place.lat, abs=1e-6)
+    assert photo.meta.location.altitude_m == pytest.approx(-2.5)
+    assert photo.sha256 == hashlib.sha256(heic).hexdigest()
+
+
+def test_truncated_heic_is_refused(scenes: Path, config: GotchaConfig) -> None:
+    heic = _heic_from((scenes / "802.jpg").read_bytes(), piexif.dump({}))
+    with pytest.raises(BadInputError, match="corrupt HEIC"):
+        decode_photo(heic[: len(heic) // 2], config, name="cut.heic")
+
+
+def test_heic_without_pillow_heif_says_how_to_install(config: GotchaConfig,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if it were not installed
+    fake = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+    with pytest.raises(BadInputError) as caught:
+        decode_photo(fake, config, name="IMG_0001.HEIC")
+    assert HEIC_HINT in str(caught.value)
