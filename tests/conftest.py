@@ -125,7 +125,7 @@ class MotoS3:
 
 @pytest.fixture()
 def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoS3]:
-    """A fresh moto S3 server per test (state is in memory, so a restart keeps nothing)."""
+    """A fresh moto S3 server per test, emptied at the start; stop()/start() keep the objects."""
     try:
         import moto.server  # noqa: F401
     except ImportError:
@@ -135,6 +135,12 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoS3]:
         monkeypatch.setenv(key, value)
     server = MotoS3()
     server.start()
+    # moto keeps its state in process memory, across stop()/start() and across servers:
+    # start each test from an empty S3 (a stop()/start() inside a test keeps the objects).
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{server.endpoint_url}/moto-api/reset",
+                                                  method="POST"), timeout=10).close()
     try:
         yield server
     finally:

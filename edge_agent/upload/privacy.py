@@ -1,0 +1,159 @@
+"""Blur people and every plate but the reported one in the copies that leave the device.
+
+Why: a report needs the offending vehicle's plate and the scene, not the faces of passers-by
+or the plates of cars parked legally beside it. The evidence photo on the device stays as it
+was taken; only the uploaded copy is redacted. Redaction is deterministic (same input, same
+output bytes), so a resumed upload produces objects with the same sha256 and skips them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+import piexif
+
+from edge_agent.errors import BadInputError
+from edge_agent.io.exif import read_exif
+from edge_agent.io.photo import apply_orientation
+from edge_agent.results import Box
+
+log = logging.getLogger(__name__)
+
+JPEG_QUALITY = 92
+MARGIN_FRAC = 0.08  # grow each box a little: detectors cut faces and plate rims tight
+KEEP_PLATE_IOU = 0.3  # a detected plate this close to the reported one is the reported one
+
+
+def _pixel_box(box: Box, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
+    dx, dy = box.width * margin, box.height * margin
+    x1 = int(np.floor(max(0.0, box.x1 - dx)))
+    y1 = int(np.floor(max(0.0, box.y1 - dy)))
+    x2 = int(np.ceil(min(float(width), box.x2 + dx)))
+    y2 = int(np.ceil(min(float(height), box.y2 + dy)))
+    return x1, y1, x2, y2
+
+
+def blur_regions(image_bgr: np.ndarray, boxes: Sequence[Box],
+                 margin: float = MARGIN_FRAC) -> np.ndarray:
+    """A copy of ``image_bgr`` with each box pixelated and blurred beyond recognition.
+
+    Pixelating to about 8 blocks across first, then blurring, removes the detail a plain
+    Gaussian blur of a small region would leave (characters stay guessable under mild blur).
+    """
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise BadInputError(f"blur_regions needs a BGR uint8 image, got shape "
+                            f"{image_bgr.shape} {image_bgr.dtype}")
+    out = image_bgr.copy()
+    height, width = out.shape[:2]
+    for box in boxes:
+        x1, y1, x2, y2 = _pixel_box(box, width, height, margin)
+        if x2 - x1 < 1 or y2 - y1 < 1:
+            continue
+        region = out[y1:y2, x1:x2]
+        h, w = region.shape[:2]
+        block = max(1, max(w, h) // 8)
+        small = cv2.resize(region, (max(1, w // block), max(1, h // block)),
+                           interpolation=cv2.INTER_AREA)
+        coarse = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+        k = max(3, (block // 2) * 2 + 1)
+        out[y1:y2, x1:x2] = cv2.GaussianBlur(coarse, (k, k), 0)
+    return out
+
+
+def _decode_upright(data: bytes) -> tuple[np.ndarray, int]:
+    buffer = np.frombuffer(data, np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise BadInputError("photo to redact cannot be decoded; the stored evidence photo is "
+                            "damaged, check the store with `gotcha reports show`")
+    try:
+        orientation = read_exif(data).orientation
+    except Exception:  # EXIF damage must not stop a redaction; treat as upright
+        orientation = 1
+    return apply_orientation(image, orientation), orientation
+
+
+def _exif_for_copy(data: bytes) -> bytes | None:
+    """The original EXIF with orientation reset (pixels are now upright) and no thumbnail
+    (a thumbnail would carry the unredacted scene)."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    try:
+        exif = piexif.load(data)
+    except Exception:
+        return None
+    if not any(exif.get(ifd) for ifd in ("0th", "Exif", "GPS")):
+        return None
+    exif["0th"][piexif.ImageIFD.Orientation] = 1
+    exif["thumbnail"] = None
+    exif["1st"] = {}
+    try:
+        return piexif.dump(exif)
+    except Exception:  # a tag piexif cannot write back: keep time and place only
+        try:
+            return piexif.dump({"0th": {piexif.ImageIFD.Orientation: 1},
+                                "Exif": exif.get("Exif", {}), "GPS": exif.get("GPS", {})})
+        except Exception:
+            log.warning("EXIF of an uploaded copy could not be kept")
+            return None
+
+
+def redact_photo(jpeg_bytes: bytes, keep_plate_box: Box | None, other_plate_boxes: Sequence[Box],
+                 person_boxes: Sequence[Box], quality: int = JPEG_QUALITY) -> bytes:
+    """The upload copy: people and other plates blurred, the reported plate left sharp.
+
+    Boxes are in the upright (orientation-applied) photo, as the vision pipeline gives them.
+    With nothing to blur the original bytes come back untouched (same sha256 as the evidence).
+    The reported plate is restored after blurring, so a person box overlapping it cannot hide
+    it; EXIF (time, GPS) is kept with orientation 1 and without the thumbnail.
+    """
+    others = [b for b in other_plate_boxes
+              if keep_plate_box is None or b.iou(keep_plate_box) < KEEP_PLATE_IOU]
+    boxes = [*others, *person_boxes]
+    if not boxes:
+        return jpeg_bytes
+    image, _ = _decode_upright(jpeg_bytes)
+    redacted = blur_regions(image, boxes)
+    if keep_plate_box is not None:
+        height, width = image.shape[:2]
+        x1, y1, x2, y2 = _pixel_box(keep_plate_box, width, height, 0.0)
+        redacted[y1:y2, x1:x2] = image[y1:y2, x1:x2]
+    ok, encoded = cv2.imencode(".jpg", redacted, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise BadInputError("could not encode the redacted photo as JPEG")
+    out = encoded.tobytes()
+    exif = _exif_for_copy(jpeg_bytes)
+    if exif is not None:
+        out = piexif.insert(exif, out) or out
+    return out
+
+
+Redactor = Callable[[bytes, Box | None], bytes]
+"""Takes the stored photo and the reported plate's box, returns the bytes to upload."""
+
+
+class DetectingRedactor:
+    """A Redactor that finds people (and other plates, when given a plate finder) itself.
+
+    ``find_people(image) -> boxes`` is typically ``VehicleDetector.detect_people``;
+    ``find_plates(image) -> boxes`` any plate locator. Either may be None (then that kind is
+    not blurred).
+    """
+
+    def __init__(self, find_people: Callable[[np.ndarray], Sequence[Box]] | None,
+                 find_plates: Callable[[np.ndarray], Sequence[Box]] | None = None,
+                 quality: int = JPEG_QUALITY) -> None:
+        self.find_people = find_people
+        self.find_plates = find_plates
+        self.quality = quality
+
+    def __call__(self, data: bytes, keep_plate_box: Box | None) -> bytes:
+        if self.find_people is None and self.find_plates is None:
+            return data
+        image, _ = _decode_upright(data)
+        people = list(self.find_people(image)) if self.find_people else []
+        plates = list(self.find_plates(image)) if self.find_plates else []
+        return redact_photo(data, keep_plate_box, plates, people, self.quality)

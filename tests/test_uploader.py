@@ -1,0 +1,353 @@
+"""The uploader against the real store and a real moto S3 server: order, resume, outages."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cloud_sync.manifest import PHOTO_NAMES, parse_report_key, validate_manifest
+from edge_agent.config import StoreConfig, UploadConfig
+from edge_agent.errors import UploadError
+from edge_agent.results import Box, GeoPoint
+from edge_agent.store.records import Sighting
+from edge_agent.store.store import Store
+from edge_agent.upload.object_store import (
+    LocalObjectStore,
+    ObjectInfo,
+    S3ObjectStore,
+    TransientStoreError,
+    make_s3_client,
+    sha256_hex,
+)
+from edge_agent.upload.privacy import DetectingRedactor
+from edge_agent.upload.uploader import (
+    CircuitBreaker,
+    StoreOutbox,
+    Uploader,
+    UploadSettings,
+    backoff_delay,
+)
+
+MODELS = {"vehicle_detector": "yolov8n-coco", "plate_reader": "gotcha-kr-plate-crnn",
+          "scene_embedder": None}
+FAST = UploadSettings(max_attempts=3, backoff_base_s=0.005, backoff_max_s=0.02,
+                      breaker_failures=3, breaker_cooldown_s=0.3, blur=False)
+
+
+def _jpeg(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = cv2.resize(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (160, 120),
+                       interpolation=cv2.INTER_LINEAR)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return data.tobytes()
+
+
+def _confirmed_report(store: Store, i: int, t0: datetime) -> str:
+    """A confirmed report made through the store's own state changes (as the lifecycle does)."""
+    sightings = []
+    for k in range(2):
+        data = _jpeg(1000 * i + k)
+        sha = store.put_photo(data)
+        sightings.append(Sighting(
+            device_id="dev-1", photo_sha256=sha, captured_at=t0 + timedelta(seconds=70 * k),
+            plate=f"12가{1000 + i}", plate_raw=f"12가{1000 + i}", char_confidences=(0.9,) * 7,
+            plate_box=Box(60, 70, 100, 82), location=GeoPoint(37.5665, 126.978, 5.0),
+            vehicle_box=Box(20, 30, 140, 100)))
+    with store.transaction():
+        first_id = store.insert_sighting(sightings[0], "first")
+        report_id = store.create_candidate(store.sighting(first_id), first_id, "sidewalk",
+                                           t0 + timedelta(hours=2))
+        second_id = store.insert_sighting(sightings[1], "confirming", report_id)
+        store.confirm(report_id, store.sighting(first_id), store.sighting(second_id),
+                      f"12가{1000 + i}", None, t0 + timedelta(days=1), 0.91, "same scene", 1.5)
+    return report_id
+
+
+@pytest.fixture()
+def store(tmp_path: Path):
+    with Store.open(StoreConfig(path=tmp_path / "g.db", photo_dir=tmp_path / "photos")) as s:
+        yield s
+
+
+def _reports(store: Store, n: int) -> list[str]:
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    return [_confirmed_report(store, i, t0) for i in range(n)]
+
+
+class Recording:
+    """Wraps a real object store; records successful puts in order, can fire a hook."""
+
+    def __init__(self, inner, on_put=None) -> None:
+        self.inner = inner
+        self.puts: list[str] = []
+        self.calls = 0
+        self.on_put = on_put
+
+    def put(self, key, data, metadata=None):
+        self.calls += 1
+        self.inner.put(key, data, metadata)
+        self.puts.append(key)
+        if self.on_put:
+            self.on_put(self)
+
+    def head(self, key) -> ObjectInfo | None:
+        self.calls += 1
+        return self.inner.head(key)
+
+    def get(self, key) -> bytes:
+        return self.inner.get(key)
+
+
+def _bucket(moto_s3) -> str:
+    """A bucket of this test's own (moto keeps state in process memory between servers)."""
+    return f"gotcha-test-{moto_s3.port}"
+
+
+def _s3(moto_s3) -> S3ObjectStore:
+    client = make_s3_client(moto_s3.endpoint_url, "us-east-1", connect_timeout_s=1,
+                            read_timeout_s=5)
+    client.create_bucket(Bucket=_bucket(moto_s3))
+    return S3ObjectStore(_bucket(moto_s3), client)
+
+
+def _all_keys(moto_s3) -> list[str]:
+    client = moto_s3.client()
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=_bucket(moto_s3))
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _assert_manifest_after_photos(puts: list[str]) -> None:
+    """In the order objects were stored, no manifest comes before both of its photos."""
+    seen: set[str] = set()
+    for key in puts:
+        parsed = parse_report_key(key)
+        assert parsed is not None, key
+        if parsed.is_manifest:
+            assert {parsed.prefix + n for n in PHOTO_NAMES} <= seen, key
+        seen.add(key)
+
+
+def _assert_complete(moto_s3, store: Store, report_ids: list[str]) -> None:
+    keys = set(_all_keys(moto_s3))
+    client = moto_s3.client()
+    for rid in report_ids:
+        manifest_keys = [k for k in keys if rid in k and k.endswith("manifest.json")]
+        assert len(manifest_keys) == 1, rid
+        body = client.get_object(Bucket=_bucket(moto_s3), Key=manifest_keys[0])["Body"].read()
+        manifest = validate_manifest(body)
+        assert manifest.report_id == rid and manifest.plate.startswith("12가")
+        for photo in manifest.photos:
+            obj = client.get_object(Bucket=_bucket(moto_s3), Key=photo.key)
+            data = obj["Body"].read()
+            assert sha256_hex(data) == photo.sha256 == obj["Metadata"]["sha256"]
+        assert store.report(rid).state == "uploaded"
+    assert store.outbox_depth() == 0
+
+
+def test_upload_then_rerun_puts_nothing_twice(moto_s3, store: Store) -> None:
+    ids = _reports(store, 3)
+    objects = Recording(_s3(moto_s3))
+    uploader = Uploader(objects, StoreOutbox(store, MODELS), FAST)
+    result = uploader.run_pass()
+    assert sorted(result.uploaded) == sorted(ids) and not result.failed
+    assert result.objects_put == 9 and result.objects_skipped == 0
+    _assert_complete(moto_s3, store, ids)
+    _assert_manifest_after_photos(objects.puts)
+    before = {k: moto_s3.client().head_object(Bucket=_bucket(moto_s3), Key=k)["ETag"]
+              for k in _all_keys(moto_s3)}
+
+    # nothing pending: a second pass does nothing
+    assert uploader.run_pass().to_dict()["objects_put"] == 0
+    # a crash after the upload but before the outbox was marked done: the rows come back
+    with store.transaction():
+        store.db.execute("UPDATE outbox SET state = 'uploading'")
+    store.check_integrity()  # start-up check queues interrupted uploads again
+    again = Uploader(objects, StoreOutbox(store, MODELS), FAST).run_pass()
+    assert sorted(again.uploaded) == sorted(ids)
+    assert again.objects_put == 0 and again.objects_skipped == 9
+    after = {k: moto_s3.client().head_object(Bucket=_bucket(moto_s3), Key=k)["ETag"]
+             for k in _all_keys(moto_s3)}
+    assert after == before and len(after) == 9
+
+
+def test_server_stopped_mid_run_then_restarted(moto_s3, store: Store) -> None:
+    ids = _reports(store, 5)
+
+    def cut_network(rec: Recording) -> None:
+        if len(rec.puts) == 4:  # report 1 complete, report 2 has one photo
+            moto_s3.stop()
+
+    objects = Recording(_s3(moto_s3), on_put=cut_network)
+    uploader = Uploader(objects, StoreOutbox(store, MODELS), FAST)
+    first = uploader.run_pass()  # must not raise
+    assert len(first.uploaded) == 1 and first.failed and first.stopped_early
+    assert first.breaker == "open"
+    calls_while_down = objects.calls
+    assert uploader.run_pass().uploaded == []  # breaker open: no call goes out
+    assert objects.calls == calls_while_down
+    moto_s3.start()
+    # while it was down, no manifest is present without both its photos
+    keys = set(_all_keys(moto_s3))
+    for key in keys:
+        parsed = parse_report_key(key)
+        if parsed.is_manifest:
+            assert {parsed.prefix + n for n in PHOTO_NAMES} <= keys
+    deadline = time.monotonic() + 10
+    done = set(first.uploaded)
+    while len(done) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        done.update(uploader.run_pass().uploaded)
+    assert done == set(ids)
+    assert uploader.breaker.state == "closed"
+    _assert_complete(moto_s3, store, ids)
+    _assert_manifest_after_photos(objects.puts)
+    # the photo stored before the cut was not uploaded again
+    assert len(objects.puts) == len(set(objects.puts)) == 15
+
+
+def test_dead_endpoint_opens_then_closes_the_breaker(moto_s3, store: Store) -> None:
+    ids = _reports(store, 2)
+    objects = Recording(_s3(moto_s3))
+    moto_s3.stop()
+    uploader = Uploader(objects, StoreOutbox(store, MODELS), FAST)
+    result = uploader.run_pass()
+    assert result.breaker == "open" and result.stopped_early and not result.uploaded
+    assert objects.calls == FAST.breaker_failures  # stopped hammering after the threshold
+    item = store.outbox_item(ids[0])
+    assert item.last_error and "will retry" in item.last_error
+    assert item.next_attempt_at > datetime.now(UTC)  # rescheduled, not retried in a loop
+    moto_s3.start()
+    time.sleep(FAST.breaker_cooldown_s + 0.05)
+    assert uploader.breaker.state == "half_open"
+    result = uploader.run_pass()
+    assert sorted(result.uploaded) == sorted(ids) and result.breaker == "closed"
+    _assert_complete(moto_s3, store, ids)
+
+
+def test_missing_bucket_is_a_permanent_error(moto_s3, store: Store) -> None:
+    _reports(store, 1)
+    client = make_s3_client(moto_s3.endpoint_url, "us-east-1")
+    uploader = Uploader(S3ObjectStore("no-such-bucket", client), StoreOutbox(store, MODELS),
+                        FAST)
+    with pytest.raises(UploadError, match=r"NoSuchBucket.*fix upload\.bucket"):
+        uploader.run_pass()
+    assert store.outbox_depth() == 1  # still queued for when the bucket is fixed
+
+
+def test_redacted_copies_are_what_the_manifest_names(moto_s3, store: Store) -> None:
+    ids = _reports(store, 1)
+    redactor = DetectingRedactor(find_people=lambda image: [Box(0, 0, 40, 40)])
+    settings = UploadSettings(**{**FAST.__dict__, "blur": True})
+    uploader = Uploader(_s3(moto_s3), StoreOutbox(store, MODELS), settings, redactor)
+    assert uploader.run_pass().uploaded == ids
+    _assert_complete(moto_s3, store, ids)
+    key = next(k for k in _all_keys(moto_s3) if k.endswith(".json"))
+    body = moto_s3.client().get_object(Bucket=_bucket(moto_s3), Key=key)["Body"].read()
+    manifest = validate_manifest(body)
+    report = store.report(ids[0])
+    stored = store.sighting(report.first_sighting_id).photo_sha256
+    assert manifest.photos[0].sha256 != stored  # the copy that left was redacted
+    # redaction is deterministic: a resumed upload finds the same objects
+    with store.transaction():
+        store.db.execute("UPDATE outbox SET state = 'pending'")
+    again = Uploader(_s3_existing(moto_s3), StoreOutbox(store, MODELS), settings,
+                     redactor).run_pass()
+    assert again.objects_put == 0 and again.objects_skipped == 3
+
+
+def _s3_existing(moto_s3) -> S3ObjectStore:
+    return S3ObjectStore(_bucket(moto_s3), make_s3_client(moto_s3.endpoint_url, "us-east-1"))
+
+
+def test_local_store_end_to_end(tmp_path: Path, store: Store) -> None:
+    ids = _reports(store, 2)
+    objects = LocalObjectStore(tmp_path / "out")
+    result = Uploader(objects, StoreOutbox(store, MODELS), FAST).run_pass()
+    assert sorted(result.uploaded) == sorted(ids)
+    files = sorted(p.relative_to(tmp_path / "out").as_posix()
+                   for p in (tmp_path / "out" / "reports").rglob("*") if p.is_file())
+    assert len(files) == 6 and all(parse_report_key(f) for f in files)
+    for f in files:
+        info = objects.head(f)
+        assert info.sha256 == sha256_hex(objects.get(f))
+    assert not list((tmp_path / "out").rglob(".tmp-*"))
+    manifest = json.loads(objects.get(next(f for f in files if f.endswith(".json"))))
+    assert validate_manifest(manifest).device_id == "dev-1"
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/../b", ".", "a\\b", ".meta/x"])
+def test_local_store_refuses_bad_keys(tmp_path: Path, key: str) -> None:
+    with pytest.raises(UploadError):
+        LocalObjectStore(tmp_path).put(key, b"x")
+
+
+def test_local_store_head_and_overwrite(tmp_path: Path) -> None:
+    objects = LocalObjectStore(tmp_path)
+    assert objects.head("a/b.jpg") is None
+    objects.put("a/b.jpg", b"one", {"report-id": "r"})
+    objects.put("a/b.jpg", b"two")
+    info = objects.head("a/b.jpg")
+    assert info.size == 3 and info.sha256 == sha256_hex(b"two")
+    assert objects.get("a/b.jpg") == b"two"
+    with pytest.raises(UploadError, match="no object"):
+        objects.get("a/c.jpg")
+
+
+def test_s3_store_metadata_and_missing_keys(moto_s3) -> None:
+    objects = _s3(moto_s3)
+    assert objects.head("reports/x.jpg") is None
+    objects.put("reports/x.jpg", b"jpeg", {"report-id": "r1"})
+    raw = moto_s3.client().head_object(Bucket=_bucket(moto_s3), Key="reports/x.jpg")
+    assert raw["Metadata"]["sha256"] == sha256_hex(b"jpeg")
+    assert raw["ContentType"] == "image/jpeg"
+    assert objects.head("reports/x.jpg").metadata["report-id"] == "r1"
+    moto_s3.stop()
+    with pytest.raises(TransientStoreError, match="will retry"):
+        objects.head("reports/x.jpg")
+    with pytest.raises(TransientStoreError):
+        objects.put("reports/y.jpg", b"y")
+
+
+def test_s3_store_from_config(moto_s3) -> None:
+    cfg = UploadConfig(backend="s3", bucket=_bucket(moto_s3), region="us-east-1",
+                       endpoint_url=moto_s3.endpoint_url)
+    objects = S3ObjectStore.from_config(cfg)
+    objects.client.create_bucket(Bucket=_bucket(moto_s3))
+    objects.put("k/v.json", b"{}")
+    assert objects.get("k/v.json") == b"{}"
+
+
+def test_backoff_is_full_jitter_and_capped() -> None:
+    rng = random.Random(7)
+    for attempt in range(12):
+        cap = min(2.0, 0.1 * 2 ** attempt)
+        delays = [backoff_delay(attempt, 0.1, 2.0, rng) for _ in range(200)]
+        assert all(0.0 <= d <= cap for d in delays)
+        assert max(delays) > 0.8 * cap and min(delays) < 0.2 * cap  # spread over [0, cap]
+
+
+def test_breaker_states() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=2, cooldown_s=10, clock=lambda: now[0])
+    assert breaker.state == "closed" and breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == "closed"
+    breaker.record_failure()
+    assert breaker.state == "open" and not breaker.allow() and breaker.remaining_s() == 10
+    now[0] = 10.0
+    assert breaker.state == "half_open"
+    assert breaker.allow() and not breaker.allow()  # one trial at a time
+    breaker.record_failure()  # the trial failed: open again
+    assert breaker.state == "open"
+    now[0] = 20.5
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed" and breaker.failures == 0
