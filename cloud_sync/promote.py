@@ -35,11 +35,12 @@ CLAIM_SQL = (
     "SELECT id, report_id, device_id, plate, plate_confidence, plate_use, zone, lat, lon, "
     "first_seen_at, confirmed_at, scene_score, photo_distance_m, bucket, manifest_key, "
     "photo1_key, photo1_sha256, photo2_key, photo2_sha256, received_at "
-    "FROM `temporary` WHERE status = 'pending' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED")
+    "FROM `temporary` FORCE INDEX (temporary_status_id_ix) "
+    "WHERE status = 'pending' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED")
 
 # Uses final_plate_time_ix: only this plate's rows inside the window are read.
 NEARBY_FINALS_SQL = (
-    "SELECT id, report_id, lat, lon, confirmed_at FROM final "
+    "SELECT id, report_id, lat, lon, confirmed_at FROM final FORCE INDEX (final_plate_time_ix) "
     "WHERE plate = %s AND confirmed_at BETWEEN %s AND %s ORDER BY confirmed_at, id")
 
 INSERT_FINAL_SQL = (
