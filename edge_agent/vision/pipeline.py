@@ -1,0 +1,135 @@
+"""Photo in, vehicles and read plates out: detector -> plate locator -> reader -> grammar.
+
+Why a pipeline object: models load once (checked and warmed up at start), and every photo
+gets the same stages with their wall times and the bare model times, so the benchmark can
+see how much the glue around the models costs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_agent.config import GotchaConfig
+from edge_agent.results import PhotoResult, PlateDetection, PlateRead
+from edge_agent.vision.plate_locator import LocatedPlate, PlateLocator
+from edge_agent.vision.vehicle_detector import VehicleDetector
+from edge_agent.vision.yolo_model import InferenceClock
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "vehicle", "plate_locate", "plate_read", "total")
+
+
+class PlateReader(Protocol):
+    def read_batch(self, crops: list[np.ndarray]) -> list[tuple[str, tuple[float, ...]]]: ...
+
+
+class TimedSession:
+    """Wraps an onnxruntime session so time spent in ``run`` is added to a clock.
+
+    Used for the plate reader, whose session belongs to the OCR module: the benchmark needs its
+    bare inference time without the reader having to know about the benchmark.
+    """
+
+    def __init__(self, session: Any, clock: InferenceClock) -> None:
+        self._session = session
+        self._clock = clock
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._session.run(*args, **kwargs)
+        finally:
+            self._clock.add((time.perf_counter() - start) * 1000.0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+class VisionPipeline:
+    """``process(photo) -> PhotoResult``; ``process_path(path)`` also times the decode."""
+
+    def __init__(self, config: GotchaConfig, detector: VehicleDetector | None,
+                 locator: PlateLocator, reader: PlateReader | None) -> None:
+        self.config = config
+        self.detector = detector
+        self.locator = locator
+        self.reader = reader
+        self.reader_clock = InferenceClock()
+        session = getattr(reader, "session", None)
+        if session is not None and not isinstance(session, TimedSession):
+            reader.session = TimedSession(session, self.reader_clock)  # type: ignore[union-attr]
+
+    @classmethod
+    def from_config(cls, config: GotchaConfig, *, with_reader: bool = True) -> VisionPipeline:
+        """Load every configured model (ModelError / ConfigError on any problem)."""
+        detector = (VehicleDetector.from_config(config) if config.models.vehicle_detector
+                    else None)
+        locator = PlateLocator.from_config(config)
+        reader = None
+        if with_reader:
+            from edge_agent.vision.plate_reader import CtcPlateReader
+
+            reader = CtcPlateReader.from_config(config)
+        return cls(config, detector, locator, reader)
+
+    def clocks(self) -> dict[str, float]:
+        """Bare inference ms so far, per stage (monotonic; diff two snapshots)."""
+        return {
+            "vehicle": self.detector.clock.total_ms if self.detector else 0.0,
+            "plate_locate": self.locator.inference_ms(),
+            "plate_read": self.reader_clock.total_ms,
+        }
+
+    def process_path(self, path: Path) -> tuple[Any, PhotoResult]:
+        """Load (BadInputError on a bad file) and process one photo: (photo, result)."""
+        from edge_agent.io.photo import load_photo
+
+        start = time.perf_counter()
+        photo = load_photo(path, self.config)
+        decode_ms = (time.perf_counter() - start) * 1000.0
+        return photo, self.process(photo, decode_ms=decode_ms)
+
+    def process(self, photo: Any, decode_ms: float = 0.0) -> PhotoResult:
+        """Vehicles, plates and their reads for a decoded photo (``edge_agent.io.photo.Photo``)."""
+        image = photo.image
+        before = self.clocks()
+        t0 = time.perf_counter()
+        if self.detector is not None:
+            vehicles, people = self.detector.detect_all(image)
+        else:
+            vehicles, people = [], []
+        t1 = time.perf_counter()
+        located = self.locator.locate(image, vehicles)
+        t2 = time.perf_counter()
+        reads = self._read(located)
+        t3 = time.perf_counter()
+        plates = [PlateDetection(box=p.box, score=p.score, read=r, vehicle_index=p.vehicle_index)
+                  for p, r in zip(located, reads, strict=True)]
+        after = self.clocks()
+        timings = {
+            "decode": decode_ms,
+            "vehicle": (t1 - t0) * 1000.0,
+            "plate_locate": (t2 - t1) * 1000.0,
+            "plate_read": (t3 - t2) * 1000.0,
+        }
+        timings["total"] = decode_ms + (t3 - t0) * 1000.0
+        inference = {k: after[k] - before[k] for k in after}
+        inference["total"] = sum(inference.values())
+        height, width = image.shape[:2]
+        return PhotoResult(photo_meta=photo.meta, image_size=(int(width), int(height)),
+                           vehicles=vehicles, plates=plates, timings_ms=timings,
+                           people=people, inference_ms=inference)
+
+    def _read(self, located: list[LocatedPlate]) -> list[PlateRead | None]:
+        if self.reader is None or not located:
+            return [None] * len(located)
+        from edge_agent.vision.plate_text import interpret_read
+
+        raw = self.reader.read_batch([p.crop for p in located])
+        return [interpret_read(text, conf) for text, conf in raw]

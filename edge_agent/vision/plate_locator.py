@@ -1,0 +1,213 @@
+"""Where the licence plates are: on each vehicle, else anywhere in the frame.
+
+Why this order: a plate detector at 320 px sees a plate far better inside a vehicle crop (the
+plate is several times larger there) than in a whole street photo. A hand-held close-up shows
+no whole vehicle, so then the whole frame is searched: as is, in tiles when it is large, zoomed
+out when the plate fills the frame (the detector was trained on plates in context), and last
+by the text detector, which finds the characters of even a dirty or noisy close-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.config import GotchaConfig
+from edge_agent.errors import ModelError
+from edge_agent.results import Box, Vehicle
+from edge_agent.vision import yolo
+from edge_agent.vision.catalog import get_spec, load_catalog
+from edge_agent.vision.deskew import deskew_plate
+from edge_agent.vision.text_detector import TextDetector, group_plate_candidates
+from edge_agent.vision.yolo_model import InferenceClock, YoloModel
+
+log = logging.getLogger(__name__)
+
+PLATE_NMS_IOU = 0.45
+MAX_VEHICLES = 12  # plates are searched on the largest vehicles first, at most this many
+TILE_MIN_SIDE = 960  # frames with a longer side get an extra tiled pass
+ZOOM_OUT = 2.0  # canvas size relative to a close-up for the zoomed-out pass
+TEXT_PLATE_MARGIN = (0.06, 0.18)  # text box -> plate box: share of width, height per side
+MAX_FRAME_PLATES = 6
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LocatedPlate:
+    """A plate: box in photo pixels, locator score, straight crop, corners, vehicle index."""
+
+    box: Box
+    score: float
+    crop: np.ndarray  # deskewed BGR
+    quad: np.ndarray  # [4, 2] float32: tl, tr, br, bl in photo pixels
+    vehicle_index: int | None
+    source: str = "detector"  # detector | text
+
+
+def expand(box: Box, mx: float, my: float, width: int, height: int) -> Box:
+    return Box(box.x1 - box.width * mx, box.y1 - box.height * my,
+               box.x2 + box.width * mx, box.y2 + box.height * my).clip(width, height)
+
+
+def tiles(width: int, height: int, grid: int = 2, overlap: float = 0.25
+          ) -> list[tuple[int, int, int, int]]:
+    """``grid`` x ``grid`` overlapping windows (x1, y1, x2, y2) covering the frame."""
+    tw = math.ceil(width / (grid - (grid - 1) * overlap))
+    th = math.ceil(height / (grid - (grid - 1) * overlap))
+    out = []
+    for row in range(grid):
+        for col in range(grid):
+            x1 = min(width - tw, round(col * tw * (1 - overlap)))
+            y1 = min(height - th, round(row * th * (1 - overlap)))
+            out.append((max(0, x1), max(0, y1), min(width, x1 + tw), min(height, y1 + th)))
+    return out
+
+
+class PlateLocator:
+    """``locate(image_bgr, vehicles) -> list[LocatedPlate]``."""
+
+    def __init__(self, config: GotchaConfig, detector: YoloModel | None,
+                 text_detector: TextDetector | None) -> None:
+        if detector is None and text_detector is None:
+            raise ModelError("no plate locator: configure models.plate_detector or enable "
+                             "vision.plate_text_fallback (needs pip install 'gotcha[paddle]')")
+        self.vision = config.vision
+        self.detector = detector
+        self.text_detector = text_detector
+
+    @classmethod
+    def from_config(cls, config: GotchaConfig) -> PlateLocator:
+        catalog = load_catalog(config.models.catalog)
+        detector = None
+        if config.models.plate_detector:
+            spec = get_spec(catalog, config.models.plate_detector, "plate_detector")
+            detector = YoloModel(spec, config)
+        text = None
+        if detector is None or config.vision.plate_text_fallback:
+            spec = get_spec(catalog, config.vision.text_detector, "text_detector")
+            text = TextDetector(spec, config)
+        return cls(config, detector, text)
+
+    @property
+    def clocks(self) -> list[InferenceClock]:
+        return [m.clock for m in (self.detector, self.text_detector) if m is not None]
+
+    def inference_ms(self) -> float:
+        return sum(c.total_ms for c in self.clocks)
+
+    # -- public verb -----------------------------------------------------------------------
+
+    def locate(self, image_bgr: np.ndarray, vehicles: list[Vehicle]) -> list[LocatedPlate]:
+        """Plates on the vehicles; the whole frame is searched when none is found on them."""
+        found = self._on_vehicles(image_bgr, vehicles) if vehicles else []
+        if not found:
+            found = [(box, score, None, source)
+                     for box, score, source in self._in_frame(image_bgr)]
+        plates = []
+        for box, score, index, source in found:
+            crop, quad = deskew_plate(image_bgr, box)
+            plates.append(LocatedPlate(box, score, crop, quad, index, source))
+        return plates
+
+    # -- passes ----------------------------------------------------------------------------
+
+    def _detect(self, image: np.ndarray, offset: tuple[float, float] = (0.0, 0.0),
+                score: float | None = None) -> yolo.Detections:
+        assert self.detector is not None
+        found = self.detector.detect(image, score or self.vision.plate_score, PLATE_NMS_IOU)
+        if len(found) and offset != (0.0, 0.0):
+            found.boxes[:, [0, 2]] += offset[0]
+            found.boxes[:, [1, 3]] += offset[1]
+        return found
+
+    def _text_candidates(self, image: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)
+                         ) -> list[tuple[Box, float]]:
+        assert self.text_detector is not None
+        height, width = image.shape[:2]
+        out = []
+        for (x1, y1, x2, y2), score in group_plate_candidates(self.text_detector.detect(image)):
+            mx, my = TEXT_PLATE_MARGIN
+            box = expand(Box(float(x1), float(y1), float(x2), float(y2)), mx, my, width, height)
+            out.append((Box(box.x1 + offset[0], box.y1 + offset[1], box.x2 + offset[0],
+                            box.y2 + offset[1]), score))
+        return out
+
+    def _on_vehicles(self, image: np.ndarray, vehicles: list[Vehicle]
+                     ) -> list[tuple[Box, float, int | None, str]]:
+        height, width = image.shape[:2]
+        margin = self.vision.plate_vehicle_margin
+        order = sorted(range(len(vehicles)), key=lambda i: vehicles[i].box.area, reverse=True)
+        boxes, scores, owners, sources = [], [], [], []
+        for index in order[:MAX_VEHICLES]:
+            region = expand(vehicles[index].box, margin, margin, width, height)
+            x1, y1 = int(region.x1), int(region.y1)
+            x2, y2 = math.ceil(region.x2), math.ceil(region.y2)
+            crop = image[y1:y2, x1:x2]
+            if crop.shape[0] < 8 or crop.shape[1] < 8:
+                continue
+            if self.detector is not None:
+                found = self._detect(crop, (x1, y1))
+                for box, score in zip(found.boxes.tolist(), found.scores.tolist(), strict=True):
+                    boxes.append(box)
+                    scores.append(score)
+                    owners.append(index)
+                    sources.append("detector")
+            else:
+                candidates = self._text_candidates(crop, (x1, y1))
+                if candidates:  # the largest text block on a vehicle is its plate
+                    box, score = candidates[0]
+                    boxes.append([box.x1, box.y1, box.x2, box.y2])
+                    scores.append(score)
+                    owners.append(index)
+                    sources.append("text")
+        if not boxes:
+            return []
+        arr = np.asarray(boxes, np.float32)
+        keep = yolo.nms(arr, np.asarray(scores, np.float32), PLATE_NMS_IOU)
+        return [(Box(*arr[k].tolist()), float(scores[k]), owners[k], sources[k]) for k in keep]
+
+    def _in_frame(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
+        """Whole-frame search, cheapest pass first; stops at the first pass that finds one."""
+        height, width = image.shape[:2]
+        if self.detector is not None:
+            passes = [lambda: self._detect(image)]
+            if max(width, height) >= TILE_MIN_SIDE:
+                passes.append(lambda: self._tiled(image))
+            passes.append(lambda: self._zoomed_out(image))
+            for run in passes:
+                found = run()
+                if len(found):
+                    return [(Box(*b), s, "detector") for b, s in zip(
+                        found.boxes.tolist(), found.scores.tolist(), strict=True)
+                        ][:MAX_FRAME_PLATES]
+        if self.text_detector is not None:
+            return [(b, s, "text") for b, s in self._text_candidates(image)][:MAX_FRAME_PLATES]
+        return []
+
+    def _tiled(self, image: np.ndarray) -> yolo.Detections:
+        height, width = image.shape[:2]
+        parts = [self._detect(image[y1:y2, x1:x2], (x1, y1))
+                 for x1, y1, x2, y2 in tiles(width, height)]
+        boxes = np.concatenate([p.boxes for p in parts])
+        scores = np.concatenate([p.scores for p in parts])
+        keep = yolo.nms(boxes, scores, PLATE_NMS_IOU)
+        return yolo.Detections(boxes[keep], scores[keep], np.zeros(len(keep), np.int64))
+
+    def _zoomed_out(self, image: np.ndarray) -> yolo.Detections:
+        """The photo centred on a larger grey canvas: a plate that fills a close-up becomes
+        the size the detector knows."""
+        height, width = image.shape[:2]
+        big_w, big_h = round(width * ZOOM_OUT), round(height * ZOOM_OUT)
+        canvas = np.full((big_h, big_w, 3), yolo.PAD_VALUE, np.uint8)
+        x0, y0 = (big_w - width) // 2, (big_h - height) // 2
+        canvas[y0:y0 + height, x0:x0 + width] = image
+        found = self._detect(canvas, (-x0, -y0))
+        if not len(found):
+            return found
+        boxes = found.boxes
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
+        ok = (boxes[:, 2] - boxes[:, 0] > 4) & (boxes[:, 3] - boxes[:, 1] > 2)
+        return yolo.Detections(boxes[ok], found.scores[ok], found.classes[ok])
