@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import typer
 from conftest import shared_path
 from typer.testing import CliRunner
 
-from edge_agent.cli.main import app
+from edge_agent.cli import serve as serve_cmd
 from edge_agent.config import GotchaConfig
 from edge_agent.io.exif import write_exif
 from edge_agent.io.photo import decode_photo
@@ -211,6 +212,9 @@ def test_serve_with_a_missing_model_exits_2_with_one_line(tmp_path: Path) -> Non
     config = tmp_path / "g.toml"
     config.write_text(f'[models]\ndir = "{tmp_path}"\n', encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOTCHA_")}
+    app = typer.Typer()
+    serve_cmd.register(app)
+    app.command("noop", help="Placeholder so `serve` stays a subcommand.")(lambda: None)
     result = CliRunner().invoke(app, ["serve", "--config", str(config), "--port", "0"], env=env)
     assert result.exit_code == 2
     assert result.stderr.startswith("error: model ") and result.stderr.count("\n") == 1
