@@ -313,3 +313,16 @@ def test_heic_without_pillow_heif_says_how_to_install(config: GotchaConfig,
     with pytest.raises(BadInputError) as caught:
         decode_photo(fake, config, name="IMG_0001.HEIC")
     assert HEIC_HINT in str(caught.value)
+
+
+def test_png_exif_chunk_time_and_orientation(scene_bytes: bytes, config: GotchaConfig) -> None:
+    image = cv2.imdecode(np.frombuffer(scene_bytes, np.uint8), cv2.IMREAD_COLOR)[:90, :160]
+    png = cv2.imencode(".png", image)[1].tobytes()
+    block = piexif.dump({"0th": {piexif.ImageIFD.Orientation: 8},
+                         "Exif": {piexif.ExifIFD.DateTimeOriginal: b"2025:11:12 13:14:15",
+                                  piexif.ExifIFD.OffsetTimeOriginal: b"+09:00"}})
+    ihdr_end = 8 + 25
+    tagged = png[:ihdr_end] + png_chunk(b"eXIf", block[6:]) + png[ihdr_end:]  # TIFF, no header
+    photo = decode_photo(tagged, config, name="shot.png")
+    assert photo.meta.captured_at == datetime(2025, 11, 12, 4, 14, 15, tzinfo=UTC)
+    assert np.array_equal(photo.image, cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE))

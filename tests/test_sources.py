@@ -11,13 +11,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import need, shared_path
 
 from edge_agent.config import DeviceConfig, GotchaConfig
 from edge_agent.errors import BadInputError
 from edge_agent.io.exif import read_exif, write_exif
 from edge_agent.io.photo import Photo
-from edge_agent.io.sources import CameraSource, expand_paths, iter_photo_files, watch_folder
+from edge_agent.io.sources import (
+    CameraSource,
+    capture_time_hint,
+    expand_paths,
+    iter_photo_files,
+    watch_folder,
+)
 from edge_agent.results import GeoPoint
 
 KST = timezone(timedelta(hours=9))
@@ -186,3 +192,23 @@ def test_frame_to_photo_without_device_place() -> None:
     assert photo.meta.location is None and photo.meta.location_source == "none"
     assert photo.meta.captured_at == when
     assert read_exif(photo.data).captured_at == when
+
+
+def test_capture_time_hint_reads_heic_exif(scenes: Path, tmp_path: Path) -> None:
+    try:
+        import pillow_heif
+    except ImportError:
+        need(False, "pillow-heif is not installed (pip install -e '.[dev]')")
+    import io
+
+    import piexif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    when = datetime(2025, 3, 3, 3, 3, 3, tzinfo=UTC)
+    block = piexif.load(write_exif((scenes / "802.jpg").read_bytes(), when, None))
+    out = io.BytesIO()
+    Image.open(scenes / "802.jpg").save(out, format="HEIF", exif=piexif.dump(block))
+    path = tmp_path / "IMG_0002.HEIC"
+    path.write_bytes(out.getvalue())
+    assert capture_time_hint(path) == when

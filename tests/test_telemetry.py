@@ -309,3 +309,20 @@ def test_null_telemetry_and_factory() -> None:
     on = make_telemetry(make_config(free_port()))
     assert isinstance(on, MqttTelemetry) and isinstance(on, Telemetry)
     assert not on.connected  # built, not started
+
+
+def test_restart_after_stop(telemetry_factory: Callable[..., MqttTelemetry],
+                            mqtt_broker: tuple[str, int]) -> None:
+    calls: queue.Queue[str] = queue.Queue()
+    telemetry = telemetry_factory(commands={"sync_now": lambda args: calls.put(args["command"])})
+    telemetry.start()
+    assert telemetry.wait_connected(10)
+    telemetry.stop()
+    telemetry.start()
+    assert telemetry.wait_connected(10)
+    sender = Listener(*mqtt_broker, "unused/#")
+    try:
+        sender.client.publish(telemetry.topics["commands"], "sync_now", qos=1)
+        assert calls.get(timeout=10) == "sync_now"
+    finally:
+        sender.close()

@@ -102,6 +102,21 @@ def decode_photo(data: bytes, config: GotchaConfig, name: str = "photo",
                  data=data)
 
 
+def photo_exif(data: bytes, default_tz: str = "Asia/Seoul") -> ExifInfo:
+    """EXIF of JPEG, PNG or HEIC bytes without decoding pixels (HEIC needs pillow-heif;
+    without it, or for anything unreadable, an empty ExifInfo)."""
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        heif = _heif()
+        if heif is None:
+            return ExifInfo()
+        try:
+            block = heif.open_heif(io.BytesIO(data)).info.get("exif")
+        except Exception:  # a damaged HEIC is reported when it is decoded, not here
+            return ExifInfo()
+        return read_exif(block, default_tz) if block else ExifInfo()
+    return read_exif(data, default_tz)
+
+
 # --- checks before decoding --------------------------------------------------------------------
 
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from edge_agent.config import GotchaConfig
 from edge_agent.errors import BadInputError
-from edge_agent.io.exif import read_exif, write_exif
-from edge_agent.io.photo import SUFFIXES, Photo, load_photo
+from edge_agent.io.exif import write_exif
+from edge_agent.io.photo import SUFFIXES, Photo, load_photo, photo_exif
 from edge_agent.results import GeoPoint, PhotoMeta
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,12 @@ def capture_time_hint(path: Path, default_tz: str = "Asia/Seoul") -> datetime | 
     try:
         with path.open("rb") as handle:
             head = handle.read(_EXIF_HEAD_BYTES)
+            if head[4:8] == b"ftyp":  # HEIF keeps its EXIF anywhere in the file
+                head += handle.read()
         mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except OSError:
         return None
-    info = read_exif(head, default_tz)
-    return info.captured_at or mtime
+    return photo_exif(head, default_tz).captured_at or mtime
 
 
 def iter_photo_files(paths: Iterable[Path | str], config: GotchaConfig,

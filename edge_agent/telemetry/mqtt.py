@@ -94,6 +94,7 @@ class MqttTelemetry:
         if self._threads:
             return
         self._stop.clear()
+        self._inbox = queue.Queue(maxsize=100)  # a fresh one: a restart must not see stop's None
         self._client.connect_async(self._settings.host, self._settings.port,
                                    keepalive=self._settings.keepalive_s)
         self._client.loop_start()
