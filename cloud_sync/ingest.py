@@ -27,14 +27,14 @@ import logging
 import re
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from cloud_sync import db, manifest
 from cloud_sync.errors import PhotosNotReadyError
-from cloud_sync.events import S3ObjectEvent, parse_s3_event
+from cloud_sync.events import S3ObjectEvent, parse_s3_event, s3_event, s3_event_record
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,11 @@ class Outcome:
     report_id: str | None = None
 
 
-def handle_event(event: object, conn: db.Connection, s3: Any) -> dict[str, Any]:
+OUTCOMES = ("accepted", "replayed", "waiting", "rejected", "raw", "ignored")
+
+
+def handle_event(event: object, conn: db.Connection, s3: Any, *,
+                 raise_on_waiting: bool = True) -> dict[str, Any]:
     """Ingest every ObjectCreated record of a Lambda event; return counts and outcomes.
 
     Raises EventError for an event that is not S3 JSON, and PhotosNotReadyError after all
@@ -80,15 +84,47 @@ def handle_event(event: object, conn: db.Connection, s3: Any) -> dict[str, Any]:
     """
     outcomes = [ingest_object(obj, conn, s3) for obj in parse_s3_event(event)]
     counts = Counter(o.status for o in outcomes)
-    summary = {"records": len(outcomes), **{k: counts.get(k, 0) for k in
-               ("accepted", "replayed", "waiting", "rejected", "raw", "ignored")},
+    summary = {"records": len(outcomes), **{k: counts.get(k, 0) for k in OUTCOMES},
                "outcomes": [o.__dict__ for o in outcomes]}
     waiting = [o for o in outcomes if o.status == "waiting"]
-    if waiting:
+    if waiting and raise_on_waiting:
         raise PhotosNotReadyError(
             f"{len(waiting)} manifest(s) name photos not in S3 yet ({waiting[0].key}: "
             f"{waiting[0].detail}); recorded as waiting, retry the event later")
     return summary
+
+
+def bucket_events(s3: Any, bucket: str, prefix: str = "reports/",
+                  records_per_event: int = 100) -> Iterator[dict[str, Any]]:
+    """S3 events, as S3 would have sent them, for the manifests and raw photos under ``prefix``.
+
+    Re-drives what is already in a bucket (a backfill, or reports left ``waiting`` after
+    Lambda's retries ran out); ingesting is idempotent, so replaying everything is safe.
+    """
+    records: list[dict[str, Any]] = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if not (key.endswith("/" + manifest.MANIFEST_NAME) or key.startswith("raw/")):
+                continue
+            records.append(s3_event_record(bucket, key, size=item["Size"], etag=item["ETag"],
+                                           event_time=item["LastModified"]))
+            if len(records) >= records_per_event:
+                yield s3_event(records)
+                records = []
+    if records:
+        yield s3_event(records)
+
+
+def ingest_bucket(s3: Any, conn: db.Connection, bucket: str, prefix: str = "reports/"
+                  ) -> dict[str, int]:
+    """Ingest every manifest (and raw photo) under ``prefix``; return the summed counts."""
+    totals: Counter[str] = Counter()
+    for event in bucket_events(s3, bucket, prefix):
+        summary = handle_event(event, conn, s3, raise_on_waiting=False)
+        totals.update({k: summary[k] for k in ("records", *OUTCOMES)})
+    return {k: totals.get(k, 0) for k in ("records", *OUTCOMES)}
 
 
 def ingest_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any) -> Outcome:
