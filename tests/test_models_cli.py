@@ -7,6 +7,7 @@ download path is exercised the way a patchy mobile link exercises it on a device
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import threading
@@ -22,7 +23,7 @@ from typer.testing import CliRunner
 from edge_agent.cli import models_cmd
 from edge_agent.errors import ModelError
 from edge_agent.vision.catalog import BUNDLED_DIR, file_sha256, load_catalog
-from edge_agent.vision.fetch import need_space
+from edge_agent.vision.fetch import lock_path, need_space
 
 # the `models` group alone, so another group's half-finished module cannot break these tests
 app = typer.Typer()
@@ -231,6 +232,22 @@ def test_model_without_url_or_from_a_package_gives_a_clear_error(config_file: Pa
     assert code == 1 and "ships inside the Python package 'rapidocr_onnxruntime'" in err
     code, _, err = _run("models", "fetch", "no-such-model", "--config", str(config_file))
     assert code == 2 and "not in models.toml" in err
+
+
+def test_a_second_concurrent_download_is_refused(server: ModelServer, model_bytes: bytes,
+                                                 config_file: Path, tmp_path: Path) -> None:
+    server.files["/m.onnx"] = model_bytes
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    spec = load_catalog(BUNDLED_DIR / "models.toml")[MODEL_ID]
+    with lock_path(dest / spec.file).open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, _, err = _fetch(config_file, dest, server.base + "/m.onnx")
+    assert code == 1 and "another download of" in err
+    assert server.requests == []
+    code, _, err = _fetch(config_file, dest, server.base + "/m.onnx")
+    assert code == 0, err
+    assert sorted(p.name for p in dest.iterdir()) == [spec.file]  # no .part, no .lock left
 
 
 def test_no_space_is_refused_before_downloading(tmp_path: Path) -> None:

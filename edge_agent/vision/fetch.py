@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import http.client
 import logging
 import os
@@ -18,7 +19,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,27 @@ def need_space(folder: Path, needed: int, free: int | None = None) -> None:
         raise ModelError(f"not enough disk space in {folder}: the download needs "
                          f"{needed / 1e6:.1f} MB, {free / 1e6:.1f} MB free; free some space "
                          f"and run the command again")
+
+
+def lock_path(target: Path) -> Path:
+    return target.with_name(target.name + ".lock")
+
+
+@contextlib.contextmanager
+def _exclusive(target: Path) -> Iterator[None]:
+    """One download per file at a time (a provisioning script and a technician may both try):
+    two writers appending to one .part would corrupt it."""
+    path = lock_path(target)
+    with path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelError(f"another download of {target.name} into {target.parent} is "
+                             f"running; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def _host(url: str) -> str:
@@ -196,17 +218,18 @@ def fetch_model(spec: ModelSpec, dest: Path, *, url: str | None = None, timeout:
     if target.is_file() and file_sha256(target) == spec.sha256:
         return FetchResult(target, 0, 0, already_present=True)
     part = part_path(target)
-    done, kept = _download(source, part, timeout, progress)
-    actual = file_sha256(part)
-    if actual != spec.sha256:
-        size = part.stat().st_size
-        part.unlink(missing_ok=True)
-        raise ModelError(f"model {spec.id}: the download from {_host(source)} ({size} bytes) "
-                         f"has sha256 {actual[:12]}…, models.toml expects {spec.sha256[:12]}…; "
-                         f"deleted it, nothing was installed: the source changed or the url is "
-                         f"wrong")
-    os.replace(part, target)
-    _fsync_dir(dest)
+    with _exclusive(target):
+        done, kept = _download(source, part, timeout, progress)
+        actual = file_sha256(part)
+        if actual != spec.sha256:
+            size = part.stat().st_size
+            part.unlink(missing_ok=True)
+            raise ModelError(f"model {spec.id}: the download from {_host(source)} ({size} "
+                             f"bytes) has sha256 {actual[:12]}…, models.toml expects "
+                             f"{spec.sha256[:12]}…; deleted it, nothing was installed: the "
+                             f"source changed or the url is wrong")
+        os.replace(part, target)
+        _fsync_dir(dest)
     log.info("model %s: %s verified and installed (%d bytes fetched, %d resumed)", spec.id,
              target, done, kept)
     return FetchResult(target, done, kept, already_present=False)
