@@ -8,6 +8,7 @@ output bytes), so a resumed upload produces objects with the same sha256 and ski
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Sequence
 
@@ -127,7 +128,9 @@ def redact_photo(jpeg_bytes: bytes, keep_plate_box: Box | None, other_plate_boxe
     out = encoded.tobytes()
     exif = _exif_for_copy(jpeg_bytes)
     if exif is not None:
-        out = piexif.insert(exif, out) or out
+        buffer = io.BytesIO()
+        piexif.insert(exif, out, buffer)
+        out = buffer.getvalue()
     return out
 
 
