@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -129,6 +130,19 @@ def test_too_large_is_refused_before_reading(server: GotchaHTTPServer) -> None:
     body = json.loads(response.read())
     conn.close()
     assert response.status == 413 and "over the limit" in body["error"]
+
+
+def test_body_shorter_than_its_length_is_400(server: GotchaHTTPServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+        sock.sendall(b"POST /process_metadata HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                     b"Content-Type: image/jpeg\r\n\r\n" + b"\xff\xd8" * 5)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert "body ended after 10 of 1000 bytes" in json.loads(body)["error"]
 
 
 def test_unknown_path_and_wrong_method(server: GotchaHTTPServer) -> None:

@@ -233,7 +233,11 @@ class Handler(BaseHTTPRequestHandler):
         if length > limit:
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                             f"body of {length} bytes is over the limit of {limit} bytes")
-        data = self.rfile.read(length)
+        try:
+            data = self.rfile.read(length)
+        except TimeoutError:
+            raise HttpError(HTTPStatus.REQUEST_TIMEOUT, f"body not received within "
+                            f"{REQUEST_TIMEOUT_S:.0f} s") from None
         if len(data) != length:
             raise HttpError(HTTPStatus.BAD_REQUEST, f"body ended after {len(data)} of {length} "
                             f"bytes")

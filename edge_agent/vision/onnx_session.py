@@ -117,6 +117,6 @@ def check_input_shape(
             raise ModelError(f"model {name}: input shape {actual} does not match models.toml "
                              f"{list(expected)}; fix input_size/color in models.toml or "
                              f"re-export")
-    if len(actual) == 4 and isinstance(actual[0], int) and actual[0] not in (1,):
+    if len(actual) == 4 and isinstance(actual[0], int) and actual[0] != 1:
         raise ModelError(f"model {name}: input batch is fixed at {actual[0]}; re-export with "
                          f"batch 1 or a dynamic batch")
