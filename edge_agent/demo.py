@@ -91,20 +91,24 @@ def _street(rng: np.random.Generator) -> np.ndarray:
 
 
 def _car(img: np.ndarray, plate: np.ndarray, x: int, y: int) -> None:
-    """A car seen from the front at (x, y) = top-left of its body, plate on the bumper."""
+    """A car seen from the front, 640 px wide, (x, y) = top-left of its body; the plate on
+    the bumper in real proportion (a 52 cm plate on a 1.8 m wide car)."""
     body = (40, 40, 170)
-    cv2.rectangle(img, (x + 60, y - 110), (x + 420, y), (35, 35, 150), -1)  # cabin
-    cv2.rectangle(img, (x + 85, y - 95), (x + 395, y - 10), (90, 70, 50), -1)  # windscreen
-    cv2.rectangle(img, (x, y), (x + 480, y + 150), body, -1)
-    cv2.rectangle(img, (x - 10, y + 150), (x + 490, y + 190), (30, 30, 30), -1)  # bumper
-    for cx in (x + 55, x + 425):
-        cv2.ellipse(img, (cx, y + 45), (40, 22), 0, 0, 360, (220, 230, 240), -1)  # lamps
-    for gx in range(x + 130, x + 350, 20):
-        cv2.line(img, (gx, y + 40), (gx, y + 90), (20, 20, 20), 3)  # grille
-    for wx in (x + 20, x + 400):
-        cv2.rectangle(img, (wx, y + 190), (wx + 60, y + 225), (15, 15, 15), -1)  # tyres
+    cv2.rectangle(img, (x + 80, y - 120), (x + 560, y), (35, 35, 150), -1)  # cabin
+    cv2.rectangle(img, (x + 105, y - 105), (x + 535, y - 10), (90, 70, 50), -1)  # windscreen
+    cv2.line(img, (x + 140, y - 95), (x + 230, y - 20), (150, 140, 130), 3)  # reflection
+    for mx in (x + 40, x + 560):
+        cv2.rectangle(img, (mx, y - 40), (mx + 40, y - 10), (30, 30, 120), -1)  # mirrors
+    cv2.rectangle(img, (x, y), (x + 640, y + 150), body, -1)
+    cv2.rectangle(img, (x - 10, y + 150), (x + 650, y + 195), (30, 30, 30), -1)  # bumper
+    for cx in (x + 75, x + 565):
+        cv2.ellipse(img, (cx, y + 45), (55, 24), 0, 0, 360, (220, 230, 240), -1)  # lamps
+    for gx in range(x + 190, x + 460, 22):
+        cv2.line(img, (gx, y + 30), (gx, y + 85), (20, 20, 20), 3)  # grille
+    for wx in (x + 30, x + 530):
+        cv2.rectangle(img, (wx, y + 195), (wx + 80, y + 235), (15, 15, 15), -1)  # tyres
     ph, pw = plate.shape[:2]
-    px, py = x + 240 - pw // 2, y + 105
+    px, py = x + 320 - pw // 2, y + 100
     img[py:py + ph, px:px + pw] = plate
 
 
@@ -116,11 +120,11 @@ def demo_images(seed: int = 7, moved_px: int = 0) -> tuple[np.ndarray, np.ndarra
 
     rng = np.random.default_rng(seed)
     street = _street(rng)
-    plate = render_plate(DEMO_PLATE, "white8", np.random.default_rng(seed), height=52)
+    plate = render_plate(DEMO_PLATE, "white8", np.random.default_rng(seed), height=42)
     scenes = []
     for dx in (0, moved_px):
         scene = street.copy()
-        _car(scene, plate, 400 + dx, 400)
+        _car(scene, plate, 340 + dx, 420)
         scenes.append(scene)
     views = []
     for scene, shift, gain in ((scenes[0], 0, 1.0), (scenes[1], 3, 1.06)):
