@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloud_sync.rules import DEFAULT_RULES, Rules
@@ -152,3 +154,43 @@ class Agent:
                      decision.reason)
             decisions.append(decision)
         return decisions
+
+
+class LifecycleHook:
+    """``process_photos(..., on_result=hook)``: records each processed photo's sightings and
+    remembers the decisions per photo for the command's output."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.decisions: dict[str, list[Decision]] = {}
+
+    @classmethod
+    def open(cls, config: GotchaConfig) -> LifecycleHook:
+        return cls(Agent.open(config))
+
+    def in_capture_order(self, paths: list[Path]) -> list[Path]:
+        """Oldest capture time first (EXIF, else file time), so candidates come before the
+        photos that confirm them; unreadable files keep their place at the end."""
+        from edge_agent.io.sources import capture_time_hint
+
+        tz = self.agent.config.device.timezone
+        hints = {p: capture_time_hint(p, tz) for p in paths}
+        last = datetime.max.replace(tzinfo=UTC)
+        order = sorted(range(len(paths)), key=lambda i: (hints[paths[i]] or last, i))
+        return [paths[i] for i in order]
+
+    def __call__(self, photo: Photo, result: PhotoResult) -> list[Decision]:
+        decisions = self.agent.handle(photo, result)
+        self.decisions[str(photo.path)] = decisions
+        return decisions
+
+    def lines(self, path: Path) -> list[str]:
+        return [f"  -> {d.plate}: {d.action}"
+                + (f" report {d.report_id[:8]}" if d.report_id else "") + f" ({d.reason})"
+                for d in self.decisions.get(str(path), [])]
+
+    def to_dicts(self, path: Path) -> list[dict[str, object]]:
+        return [d.to_dict() for d in self.decisions.get(str(path), [])]
+
+    def close(self) -> None:
+        self.agent.close()

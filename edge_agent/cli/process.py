@@ -104,23 +104,38 @@ def register(app: typer.Typer) -> None:
                                                      show_default=False)],
         config: ConfigOption = None,
         json_out: JsonOption = False,
+        no_lifecycle: Annotated[bool, typer.Option(
+            "--no-lifecycle", help="Only read the photos: record no sightings, open no store "
+            "(by default each valid plate is recorded and may start or confirm a report).")]
+        = False,
     ) -> None:
         """Find vehicles and plates in photos and read the plates: time, place, boxes, text."""
         cfg = get_config(config)
         with cli_errors():
+            from edge_agent.agent import LifecycleHook
             from edge_agent.vision.pipeline import VisionPipeline
 
             pipeline = VisionPipeline.from_config(cfg)
+            hook = None if no_lifecycle else LifecycleHook.open(cfg)
+            ordered = list(photos) if hook is None else hook.in_capture_order(list(photos))
             failed = 0
             collected = []
-            for outcome in process_photos(photos, pipeline):
-                if outcome.error is not None:
-                    failed += 1
-                    error(outcome.error)
-                if json_out:
-                    collected.append(outcome.to_dict())
-                elif outcome.result is not None:
-                    typer.echo("\n".join(format_outcome(outcome)))
+            try:
+                for outcome in process_photos(ordered, pipeline, on_result=hook):
+                    if outcome.error is not None:
+                        failed += 1
+                        error(outcome.error)
+                    if json_out:
+                        doc = outcome.to_dict()
+                        if hook is not None:
+                            doc["lifecycle"] = hook.to_dicts(outcome.path)
+                        collected.append(doc)
+                    elif outcome.result is not None:
+                        lines = format_outcome(outcome)
+                        typer.echo("\n".join(lines + (hook.lines(outcome.path) if hook else [])))
+            finally:
+                if hook is not None:
+                    hook.close()
         if json_out:
             typer.echo(json.dumps(collected, ensure_ascii=False, indent=2))
         elif failed:
