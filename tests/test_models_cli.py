@@ -250,6 +250,16 @@ def test_a_second_concurrent_download_is_refused(server: ModelServer, model_byte
     assert sorted(p.name for p in dest.iterdir()) == [spec.file]  # no .part, no .lock left
 
 
+def test_unusable_destination_is_one_clear_line(server: ModelServer, model_bytes: bytes,
+                                                config_file: Path, tmp_path: Path) -> None:
+    server.files["/m.onnx"] = model_bytes
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = _fetch(config_file, blocker / "models", server.base + "/m.onnx")
+    assert code == 1 and "cannot create" in err and err.count("\n") == 1
+    assert server.requests == []
+
+
 def test_no_space_is_refused_before_downloading(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not enough disk space"):
         need_space(tmp_path, needed=5_000_000, free=1_000_000)

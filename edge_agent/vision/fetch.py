@@ -67,7 +67,12 @@ def _exclusive(target: Path) -> Iterator[None]:
     """One download per file at a time (a provisioning script and a technician may both try):
     two writers appending to one .part would corrupt it."""
     path = lock_path(target)
-    with path.open("w") as handle:
+    try:
+        handle = path.open("w")
+    except OSError as exc:
+        raise ModelError(f"cannot write in {target.parent} ({exc.strerror or exc}); choose "
+                         f"another --dest or fix its permissions") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -139,6 +144,9 @@ def _download(url: str, part: Path, timeout: float, progress: Progress | None) -
         response = _open(url, offset, timeout, folder)
     except urllib.error.HTTPError as exc:  # 416: nothing left to fetch past our offset
         exc.close()
+        if not offset:
+            raise ModelError(f"{url} answered HTTP 416 to a plain download; check url in "
+                             f"models.toml") from None
         return 0, offset
     with response:
         start, total = _expected_total(response, offset)
