@@ -1,0 +1,26 @@
+"""Synthetic Korean licence plates: formats, clean rendering and degradations.
+
+Used to train the project's plate recogniser and by ``gotcha demo``; pure numpy/PIL/OpenCV.
+"""
+
+from edge_agent.synth.degrade import (
+    add_frame,
+    blur,
+    color_jitter,
+    dirt,
+    glare,
+    jpeg,
+    low_resolution,
+    noise,
+    place_and_crop,
+    shadow,
+)
+from edge_agent.synth.formats import REGIONS, STYLES, USE_LETTERS, random_plate_text, split_text
+from edge_agent.synth.render import render_plate
+from edge_agent.synth.sample import random_crop, random_style
+
+__all__ = [
+    "REGIONS", "STYLES", "USE_LETTERS", "add_frame", "blur", "color_jitter", "dirt", "glare",
+    "jpeg", "low_resolution", "noise", "place_and_crop", "random_crop", "random_plate_text",
+    "random_style", "render_plate", "shadow", "split_text",
+]

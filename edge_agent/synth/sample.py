@@ -1,0 +1,50 @@
+"""One random training sample: a degraded, cropped plate and its text.
+
+Why here and not in the training script: the demo and tests draw the same kind of crops, and a
+fixed seed must give the same sample everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_agent.synth import degrade
+from edge_agent.synth.formats import STYLES, random_plate_text
+from edge_agent.synth.render import render_plate
+
+# How often each style is drawn; the common real ones more often, every style present.
+STYLE_WEIGHTS: dict[str, float] = {
+    "white7": 0.22, "white8": 0.14, "white_old2": 0.04, "yellow1": 0.1, "yellow2": 0.08,
+    "yellow_new": 0.05, "green2": 0.08, "green2_noregion": 0.05, "green1": 0.04,
+    "blue_ev": 0.07, "orange": 0.05, "rental": 0.04, "delivery": 0.04,
+}
+assert set(STYLE_WEIGHTS) == set(STYLES)
+
+
+def random_style(rng: np.random.Generator) -> str:
+    names = list(STYLE_WEIGHTS)
+    p = np.array([STYLE_WEIGHTS[n] for n in names])
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def random_crop(rng: np.random.Generator, style: str | None = None) -> tuple[np.ndarray, str]:
+    """A degraded BGR crop of a random plate and its text (what a plate locator hands over)."""
+    style = style or random_style(rng)
+    text = random_plate_text(rng, style)
+    img = render_plate(text, style, rng, height=int(rng.integers(48, 120)))
+    if rng.random() < 0.35:
+        img = degrade.add_frame(img, rng)
+    loose = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.05, 1.0))
+    img = degrade.place_and_crop(img, rng, loose=loose, warp=float(rng.uniform(0.0, 0.18)))
+    img = degrade.color_jitter(img, rng)
+    for fn, p in ((degrade.shadow, 0.25), (degrade.glare, 0.15), (degrade.dirt, 0.2),
+                  (degrade.blur, 0.5)):
+        if rng.random() < p:
+            img = fn(img, rng)
+    if rng.random() < 0.6:
+        img = degrade.low_resolution(img, rng, min_height=18, max_height=110)
+    if rng.random() < 0.5:
+        img = degrade.noise(img, rng)
+    if rng.random() < 0.6:
+        img = degrade.jpeg(img, rng)
+    return img, text

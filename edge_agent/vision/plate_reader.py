@@ -1,0 +1,205 @@
+"""CTC plate recogniser: the project's Korean CRNN and PaddleOCR recognition models alike.
+
+Why one reader: every CTC recogniser is "resize, normalise, run, greedy-decode with a character
+list"; what differs (input size, colour, scaling, charset, blank index) is in models.toml.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from edge_agent.errors import BadInputError, ModelError
+from edge_agent.vision.catalog import ModelSpec, verify_file
+from edge_agent.vision.onnx_session import check_input_shape, create_session
+
+log = logging.getLogger(__name__)
+
+Read = tuple[str, tuple[float, ...]]
+
+
+def resize_crop(crop_bgr: np.ndarray, width: int, height: int, color: str) -> np.ndarray:
+    """Stretch a crop to (width, height) in the model's colour order; uint8 HxWxC (C=1 for gray).
+
+    Shared with the training script so the network sees crops exactly as at run time.
+    """
+    if crop_bgr.ndim == 2:
+        crop_bgr = cv2.cvtColor(crop_bgr, cv2.COLOR_GRAY2BGR)
+    if color == "gray":
+        img = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
+    elif color == "rgb":
+        img = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB)
+    else:
+        img = crop_bgr
+    shrink = img.shape[0] > height or img.shape[1] > width
+    img = cv2.resize(img, (width, height),
+                     interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return img[..., None] if img.ndim == 2 else img
+
+
+def normalise(img: np.ndarray, scale: float, mean: Sequence[float] | None,
+              std: Sequence[float] | None) -> np.ndarray:
+    """uint8 HxWxC -> float32 CxHxW: x / scale, then (x - mean) / std per channel."""
+    x = img.astype(np.float32) / np.float32(scale)
+    if mean is not None:
+        x -= np.asarray(mean, np.float32)[: x.shape[2]]
+    if std is not None:
+        x /= np.asarray(std, np.float32)[: x.shape[2]]
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def ctc_greedy_decode(probs: np.ndarray, charset: Sequence[str], blank: int) -> Read:
+    """Best path: argmax per step, collapse repeats, drop blanks; confidence = max prob per char.
+
+    ``probs`` is [T, C] probabilities; ``charset[i]`` is the token of class i (blank included).
+    """
+    best = probs.argmax(axis=1)
+    text, confs = [], []
+    prev = -1
+    for t, k in enumerate(best):
+        k = int(k)
+        if k != prev and k != blank:
+            if k >= len(charset):
+                raise ModelError(f"model output class {k} is outside its {len(charset)}-entry "
+                                 f"character list; the charset does not belong to this model")
+            text.append(charset[k])
+            confs.append(float(probs[t, k]))
+        prev = k
+    return "".join(text), tuple(confs)
+
+
+def load_charset(spec: ModelSpec, model_path: Path, session: ort.InferenceSession) -> list[str]:
+    """Class tokens of a CTC model, blank included at its index (see ModelSpec.charset).
+
+    ``metadata:<key>`` follows PaddleOCR: the listed characters, then a space. A file next to
+    the model holds one token per line (a token may be a region name such as 서울).
+    """
+    ref = spec.charset
+    if not ref:
+        raise ModelError(f"model {spec.id}: models.toml gives no charset; add charset = "
+                         f"\"<file>\" or \"metadata:<key>\"")
+    if ref.startswith("metadata:"):
+        key = ref.split(":", 1)[1]
+        meta = session.get_modelmeta().custom_metadata_map
+        if key not in meta:
+            raise ModelError(f"model {spec.id}: metadata key {key!r} is absent (keys: "
+                             f"{', '.join(meta) or 'none'}); fix charset in models.toml")
+        tokens = [*meta[key].splitlines(), " "]
+    else:
+        path = model_path.parent / ref
+        if path.is_file():
+            tokens = [line.rstrip("\r\n") for line in
+                      path.read_text(encoding="utf-8").splitlines() if line.rstrip("\r\n")]
+        elif "." in ref or "/" in ref:
+            raise ModelError(f"model {spec.id}: charset file {path} not found; put it next to "
+                             f"the model file")
+        else:
+            tokens = list(ref)
+    return ["", *tokens] if spec.blank_first else [*tokens, ""]
+
+
+class CtcPlateReader:
+    """Reads the text of a plate crop with a CTC recogniser described by a models.toml entry."""
+
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession, charset: list[str]) -> None:
+        self.spec = spec
+        self.session = session
+        self.charset = charset
+        self.blank = 0 if spec.blank_first else len(charset) - 1
+        self.channels = 1 if spec.color == "gray" else 3
+        self.width, self.height = spec.input_size
+        shape = session.get_inputs()[0].shape
+        self.dynamic_width = not isinstance(shape[3], int)
+        self.input_name = session.get_inputs()[0].name
+        classes = session.get_outputs()[0].shape[-1]
+        if isinstance(classes, int) and classes != len(charset):
+            raise ModelError(f"model {spec.id}: output has {classes} classes but its character "
+                             f"list gives {len(charset)} (blank included); wrong charset file")
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, path: Path, config: object | None = None,
+                  ) -> CtcPlateReader:
+        """Open ``path`` for ``spec``: checksum, input shape, charset, then one warm-up run.
+
+        ``config`` is a GotchaConfig (providers, threads, whether to verify the sha256).
+        """
+        if spec.layout != "ctc":
+            raise ModelError(f"model {spec.id}: layout {spec.layout!r} is not a CTC recogniser; "
+                             f"choose a plate_reader with layout = \"ctc\"")
+        models = getattr(config, "models", None)
+        if models is None or models.verify_sha256:
+            verify_file(spec, path)
+        session = create_session(
+            path, name=spec.id,
+            providers=list(models.providers) if models is not None else None,
+            intra_op_threads=models.intra_op_threads if models is not None else 0,
+        )
+        channels = 1 if spec.color == "gray" else 3
+        width = spec.input_size[0] or None
+        check_input_shape(session, (None, channels, spec.input_size[1] or None, None), spec.id)
+        shape = session.get_inputs()[0].shape
+        if isinstance(shape[3], int) and width is not None and shape[3] != width:
+            raise ModelError(f"model {spec.id}: input width {shape[3]} differs from models.toml "
+                             f"input_size {list(spec.input_size)}; fix input_size")
+        reader = cls(spec, session, load_charset(spec, path, session))
+        reader.read(np.full((spec.input_size[1] or 32, (spec.input_size[0] or 96)), 127, np.uint8))
+        return reader
+
+    @classmethod
+    def from_config(cls, config: object, model_id: str | None = None) -> CtcPlateReader:
+        """The reader named by ``config.models.plate_reader`` (or ``model_id``)."""
+        from edge_agent.vision.catalog import get_spec, load_catalog
+
+        models = config.models  # type: ignore[attr-defined]
+        spec = get_spec(load_catalog(models.catalog), model_id or models.plate_reader,
+                        "plate_reader")
+        return cls.from_spec(spec, spec.resolve(models.dir), config)
+
+    def _prepare(self, crop: np.ndarray, width: int) -> np.ndarray:
+        if crop is None or crop.size == 0 or crop.ndim not in (2, 3):
+            raise BadInputError("plate crop is empty or not an image; pass a non-empty BGR crop")
+        if self.dynamic_width:  # PaddleOCR: keep the aspect ratio, pad on the right
+            h, w = crop.shape[:2]
+            target = min(width, max(8, math.ceil(self.height * w / h)))
+            img = resize_crop(crop, target, self.height, self.spec.color)
+            x = normalise(img, self.spec.scale, self.spec.mean, self.spec.std)
+            out = np.zeros((x.shape[0], self.height, width), np.float32)
+            out[:, :, :target] = x
+            return out
+        img = resize_crop(crop, self.width, self.height, self.spec.color)
+        return normalise(img, self.spec.scale, self.spec.mean, self.spec.std)
+
+    def _batch_width(self, crops: Sequence[np.ndarray]) -> int:
+        if not self.dynamic_width:
+            return self.width
+        ratios = [c.shape[1] / max(1, c.shape[0]) for c in crops if c is not None and c.size]
+        return max(self.width, math.ceil(self.height * max(ratios, default=1.0)))
+
+    def read(self, crop_bgr: np.ndarray) -> Read:
+        """(raw text, per-character confidence) of one crop; BGR (or gray) uint8."""
+        return self.read_batch([crop_bgr])[0]
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[Read]:
+        """Read several crops in one inference call."""
+        if not crops:
+            return []
+        width = self._batch_width(crops)
+        batch = np.stack([self._prepare(c, width) for c in crops])
+        out = self.session.run(None, {self.input_name: batch})[0]
+        if out.ndim != 3 or out.shape[0] != len(crops):
+            raise ModelError(f"model {self.spec.id}: output shape {out.shape} is not "
+                             f"[N, T, classes]; layout ctc expects that")
+        is_probs = out.min() >= 0 and np.allclose(out.sum(axis=-1), 1.0, atol=1e-2)
+        probs = out if is_probs else softmax(out)
+        return [ctc_greedy_decode(p, self.charset, self.blank) for p in probs]

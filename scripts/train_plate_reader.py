@@ -1,0 +1,252 @@
+"""Train the project's Korean plate recogniser on synthetic plates (CPU) and export it to ONNX.
+
+Reproduce the committed model (fixed seed, the numbers are in models/models.toml):
+
+    .venv/bin/python scripts/train_plate_reader.py --seed 0 --samples 160000 --minutes 45 \
+        --out models/gotcha-kr-plate-crnn.onnx
+
+Why this design: a small CRNN (conv only, ~1 MB) whose feature map keeps two rows, read one
+after the other by CTC, so two-line plates (region and digits above letter and number) read in
+order without a separate line splitter. Only synthetic plates (edge_agent.synth) are used;
+the real crops in ../shared/data/plates are the evaluation set and are never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.synth import REGIONS, USE_LETTERS, random_crop
+from edge_agent.vision.plate_reader import resize_crop
+
+log = logging.getLogger("train_plate_reader")
+
+INPUT_W, INPUT_H = 144, 48
+CHARSET = list("0123456789") + list(dict.fromkeys(USE_LETTERS)) + list(REGIONS)  # blank = 0
+TOKEN = {t: i + 1 for i, t in enumerate(CHARSET)}
+CHUNK = 2000
+
+
+def tokenize(text: str) -> list[int]:
+    """Plate text -> class ids, a region name being one token."""
+    ids, i = [], 0
+    while i < len(text):
+        if text[i: i + 2] in TOKEN and len(text[i: i + 2]) == 2:
+            ids.append(TOKEN[text[i: i + 2]])
+            i += 2
+        else:
+            ids.append(TOKEN[text[i]])
+            i += 1
+    return ids
+
+
+def _render_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
+    seed, chunk, count = args
+    rng = np.random.default_rng([seed, chunk])
+    images = np.empty((count, INPUT_H, INPUT_W), np.uint8)
+    texts = []
+    for k in range(count):
+        crop, text = random_crop(rng)
+        images[k] = resize_crop(crop, INPUT_W, INPUT_H, "gray")[..., 0]
+        texts.append(text)
+    return images, texts
+
+
+def render_dataset(seed: int, samples: int, workers: int,
+                   cache: Path) -> tuple[np.ndarray, list[str]]:
+    """Render (or load from ``cache``) ``samples`` crops; chunk seeds make it order-independent."""
+    if cache.is_file():
+        data = np.load(cache, allow_pickle=False)
+        if len(data["texts"]) >= samples:
+            log.info("loaded %d rendered crops from %s", samples, cache)
+            return data["images"][:samples], [str(t) for t in data["texts"][:samples]]
+    start = time.time()
+    chunks = (samples + CHUNK - 1) // CHUNK
+    jobs = [(seed, c, min(CHUNK, samples - c * CHUNK)) for c in range(chunks)]
+    images, texts = [], []
+    with mp.Pool(workers) as pool:
+        for i, (imgs, txts) in enumerate(pool.imap(_render_chunk, jobs)):
+            images.append(imgs)
+            texts += txts
+            log.info("rendered %d/%d crops (%.0f s)", (i + 1) * CHUNK, samples, time.time() - start)
+    all_images = np.concatenate(images)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=all_images, texts=np.array(texts))
+    log.info("rendered %d crops in %.0f s -> %s", samples, time.time() - start, cache)
+    return all_images, texts
+
+
+def build_model(num_classes: int):
+    import torch
+    from torch import nn
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True)]
+
+    class PlateCRNN(nn.Module):
+        """Conv features pooled to 2 rows x W/4 columns; CTC reads row 0 then row 1."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                *block(1, 16), nn.MaxPool2d(2),
+                *block(16, 32), nn.MaxPool2d(2),
+                *block(32, 64), nn.MaxPool2d((2, 1)),
+                *block(64, 96), *block(96, 96), nn.MaxPool2d((3, 1)),
+                *block(96, 128), nn.Dropout2d(0.1),
+            )
+            self.head = nn.Conv2d(128, num_classes, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = self.head(self.features(x))  # [B, K, 2, T]
+            b, k, _, _ = logits.shape
+            return logits.reshape(b, k, -1).permute(0, 2, 1)  # [B, 2T, K]
+
+    return PlateCRNN()
+
+
+def greedy(logits: np.ndarray) -> list[list[int]]:
+    out = []
+    for seq in logits.argmax(-1):
+        ids, prev = [], 0
+        for k in seq:
+            if k != prev and k != 0:
+                ids.append(int(k))
+            prev = int(k)
+        out.append(ids)
+    return out
+
+
+def train(args: argparse.Namespace) -> None:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    images, texts = render_dataset(args.seed, args.samples, args.workers, args.cache)
+    labels = [tokenize(t) for t in texts]
+    n_val = min(2000, len(texts) // 20)
+    x_all = torch.from_numpy(images).unsqueeze(1)  # uint8 [N,1,H,W]
+    model = build_model(len(CHARSET) + 1)
+    params = sum(p.numel() for p in model.parameters())
+    log.info("model: %d parameters, %d classes", params, len(CHARSET) + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    rng = np.random.default_rng(args.seed)
+    train_idx = np.arange(n_val, len(texts))
+    deadline = time.time() + args.minutes * 60
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
+                                                pct_start=max(0.05, 3 / args.steps))
+    start, step, epoch = time.time(), 0, 0
+    order = rng.permutation(train_idx)
+    cursor = 0
+    while step < args.steps and time.time() < deadline:
+        model.train()
+        if cursor + args.batch > len(order):
+            order, cursor, epoch = rng.permutation(train_idx), 0, epoch + 1
+        idx = order[cursor:cursor + args.batch]
+        cursor += args.batch
+        x = (x_all[idx].float() / 255.0 - 0.5) / 0.5
+        # small online jitter of gain and offset: exposure the renderer did not cover
+        x = x * torch.empty(len(idx), 1, 1, 1).uniform_(0.8, 1.2) \
+            + torch.empty(len(idx), 1, 1, 1).uniform_(-0.2, 0.2)
+        targets = [labels[i] for i in idx]
+        flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
+        lengths = torch.tensor([len(seq) for seq in targets], dtype=torch.long)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(x)
+        log_probs = logits.float().log_softmax(-1).permute(1, 0, 2)
+        in_len = torch.full((len(idx),), log_probs.shape[0], dtype=torch.long)
+        loss = ctc(log_probs, flat, in_len, lengths)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 50 == 0:
+            log.info("epoch %d step %d/%d loss %.4f lr %.5f (%.0f s)", epoch, step, args.steps,
+                     loss.item(), sched.get_last_lr()[0], time.time() - start)
+        if step % args.eval_every == 0 or step == args.steps:
+            acc = evaluate(model, x_all[:n_val], labels[:n_val])
+            log.info("step %d: synthetic val exact %.4f (%.0f s)", step, acc, time.time() - start)
+            export(model, args.out)
+    if step < args.steps:
+        log.warning("time budget of %.0f min reached at step %d of %d", args.minutes, step,
+                    args.steps)
+        export(model, args.out)
+    log.info("training wall-clock: %.0f s for %d steps (rendering excluded)",
+             time.time() - start, step)
+
+
+def evaluate(model, x_val, labels) -> float:
+    import torch
+
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for i in range(0, len(labels), 256):
+            x = (x_val[i:i + 256].float() / 255.0 - 0.5) / 0.5
+            for pred, want in zip(greedy(model(x).numpy()), labels[i:i + 256], strict=True):
+                hits += pred == want
+    return hits / max(1, len(labels))
+
+
+def export(model, out: Path) -> None:
+    import torch
+
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x).softmax(-1)
+
+    model.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 1, INPUT_H, INPUT_W)
+    torch.onnx.export(WithSoftmax(model), dummy, str(out), input_names=["x"],
+                      output_names=["probs"], dynamic_axes={"x": {0: "n"}, "probs": {0: "n"}},
+                      opset_version=17, dynamo=False)
+    charset_path = out.with_suffix(".charset.txt")
+    charset_path.write_text("\n".join(CHARSET) + "\n", encoding="utf-8")
+    log.info("exported %s (%d bytes) and %s", out, out.stat().st_size, charset_path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0, help="Seed for rendering and training.")
+    parser.add_argument("--samples", type=int, default=160_000, help="Synthetic crops to render.")
+    parser.add_argument("--workers", type=int, default=2, help="Rendering processes.")
+    parser.add_argument("--threads", type=int, default=2, help="Torch CPU threads.")
+    parser.add_argument("--batch", type=int, default=128, help="Batch size.")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Peak learning rate.")
+    parser.add_argument("--steps", type=int, default=4000, help="Optimizer steps (schedule).")
+    parser.add_argument("--eval-every", type=int, default=500, help="Validate/export every N.")
+    parser.add_argument("--minutes", type=float, default=55, help="Safety time budget; the "
+                        "schedule is by steps, so a run cut short is not the reproducible one.")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false",
+                        help="Train in float32 instead of bfloat16 autocast.")
+    parser.add_argument("--cache", type=Path, default=None, help="Rendered-crop cache (.npz).")
+    parser.add_argument("--render-only", action="store_true", help="Render the cache and stop.")
+    parser.add_argument("--out", type=Path, default=Path("models/gotcha-kr-plate-crnn.onnx"),
+                        help="ONNX file to write (the charset goes next to it).")
+    args = parser.parse_args()
+    if args.cache is None:
+        args.cache = Path(f"/tmp/gotcha-plate-synth-seed{args.seed}-{args.samples}.npz")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.render_only:
+        render_dataset(args.seed, args.samples, args.workers, args.cache)
+        return
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
