@@ -60,6 +60,11 @@ def configured_ids(config: GotchaConfig) -> dict[str, str]:
         model_id = getattr(config.models, field_name, None)
         if model_id:
             used[str(model_id)] = kind
+    vision = config.vision
+    text_detector = getattr(vision, "text_detector", None)
+    if text_detector and (not config.models.plate_detector
+                          or getattr(vision, "plate_text_fallback", False)):
+        used[str(text_detector)] = "text_detector"  # without a plate detector, or its fallback
     return used
 
 
