@@ -183,9 +183,11 @@ class Lifecycle:
 
     def _decide(self, s: Sighting) -> Decision:
         assert s.location is not None
-        plates = [s.plate, *self._near_plates(s.plate, s.device_id)]
-        reports = [r for r in self.store.reports_for(
-            s.device_id, plates, ("candidate", "confirmed", "uploaded"))]
+        # older reports can neither be confirmed by s nor absorb it as a duplicate
+        since = s.ts - self.rules.max_interval_s - self.rules.dedup_window_s - 1.0
+        plates = [s.plate, *self._near_plates(s.plate, s.device_id, since)]
+        reports = self.store.reports_for(s.device_id, plates,
+                                         ("candidate", "confirmed", "uploaded"), since)
         outcomes: list[_Outcome] = []
         for report in reports:
             distance = haversine_m((report.lat, report.lon), s.location)
@@ -225,10 +227,10 @@ class Lifecycle:
         why = "; ".join(f"{o.report_id[:8]}: {o.reason}" for o in outcomes) or "first sighting"
         return Decision("candidate", sid, report_id, s.plate, why)
 
-    def _near_plates(self, plate: str, device_id: str) -> list[str]:
-        """Plates of this device's reports exactly one character away from ``plate``."""
+    def _near_plates(self, plate: str, device_id: str, since_ts: float) -> list[str]:
+        """Plates of this device's recent reports exactly one character away from ``plate``."""
         near = []
-        for other in self.store.candidate_plates(device_id, len(plate)):
+        for other in self.store.candidate_plates(device_id, len(plate), since_ts):
             if other != plate and sum(x != y for x, y in zip(plate, other, strict=True)) == 1:
                 near.append(other)
         return near

@@ -248,23 +248,28 @@ class Store:
         self.db.execute("UPDATE reports SET duplicate_count = duplicate_count + 1, "
                         "updated_at = ? WHERE report_id = ?", (to_iso(self.clock()), report_id))
 
-    def reports_for(self, device_id: str, plates: list[str],
-                    states: tuple[str, ...]) -> list[Report]:
-        """Reports of one device for any of ``plates`` in ``states`` (distance checked later)."""
+    def reports_for(self, device_id: str, plates: list[str], states: tuple[str, ...],
+                    since_ts: float = float("-inf")) -> list[Report]:
+        """Reports of one device for any of ``plates`` in ``states``, first seen after
+        ``since_ts`` (distance is checked by the caller)."""
         if not plates:
             return []
         marks = ",".join("?" * len(plates))
         smarks = ",".join("?" * len(states))
         rows = self.db.query(
             f"SELECT * FROM reports WHERE device_id = ? AND plate IN ({marks}) "
-            f"AND state IN ({smarks}) ORDER BY first_seen_ts", [device_id, *plates, *states])
+            f"AND state IN ({smarks}) AND first_seen_ts > ? ORDER BY first_seen_ts",
+            [device_id, *plates, *states, since_ts])
         return [Report.from_row(r) for r in rows]
 
-    def candidate_plates(self, device_id: str, length: int) -> list[str]:
-        """Plates of this device's open reports with a given length (for 1-char-off matching)."""
+    def candidate_plates(self, device_id: str, length: int,
+                         since_ts: float = float("-inf")) -> list[str]:
+        """Plates of this device's live reports with a given length, first seen after
+        ``since_ts`` (for one-character-off matching)."""
         rows = self.db.execute(
             "SELECT DISTINCT plate FROM reports WHERE device_id = ? AND length(plate) = ? "
-            "AND state IN ('candidate', 'confirmed', 'uploaded')", (device_id, length))
+            "AND state IN ('candidate', 'confirmed', 'uploaded') AND first_seen_ts > ?",
+            (device_id, length, since_ts))
         return [r[0] for r in rows.fetchall()]
 
     def report(self, report_id: str) -> Report:
