@@ -68,3 +68,32 @@ def test_vehicle_moved_between_the_photos_is_not_confirmed(tmp_path: Path,
         first = agent.store.report(decisions[0][0].report_id)  # type: ignore[arg-type]
         assert first.state == "expired" and "moved" in (first.expired_reason or "")
         assert agent.store.db["outbox"].count == 0
+
+
+def test_process_command_records_sightings_in_capture_order(tmp_path: Path,
+                                                            models_dir: Path) -> None:
+    """`gotcha process` given the later photo first still files one confirmed report."""
+    import typer
+    from typer.testing import CliRunner
+
+    from edge_agent.cli import process
+
+    app = typer.Typer()
+    process.register(app)
+    app.command("unused", hidden=True)(lambda: None)  # keep "process" a sub-command
+    first_at = datetime.now(UTC) - timedelta(minutes=5)
+    paths = write_demo_photos(tmp_path / "in", first_at)
+    env = {"GOTCHA_MODEL_DIR": str(models_dir), "GOTCHA_STORE__PATH": str(tmp_path / "g.db"),
+           "GOTCHA_STORE__PHOTO_DIR": str(tmp_path / "photos")}
+    out = CliRunner().invoke(app, ["process", "--json", str(paths[1]), str(paths[0])], env=env)
+    assert out.exit_code == 0, out.output
+    docs = json.loads(out.output)
+    assert [Path(d["file"]).name for d in docs] == ["demo-1.jpg", "demo-2.jpg"]
+    actions = [a["action"] for d in docs for a in d["lifecycle"] if a["plate"] == DEMO_PLATE]
+    assert actions == ["candidate", "confirmed"], docs
+    again = CliRunner().invoke(app, ["process", str(paths[0]), str(paths[1])], env=env)
+    assert again.exit_code == 0 and "already_recorded" in again.output, again.output
+    bare = CliRunner().invoke(app, ["process", "--no-lifecycle", str(paths[0])],
+                              env={**env, "GOTCHA_STORE__PATH": str(tmp_path / "none.db")})
+    assert bare.exit_code == 0 and "->" not in bare.output
+    assert not (tmp_path / "none.db").exists()

@@ -36,6 +36,7 @@ from edge_agent.store.records import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+RETENTION_SWEEP_EVERY = timedelta(minutes=10)  # under the cap, retention runs this often
 
 
 def utc_now() -> datetime:
@@ -54,6 +55,7 @@ class Store:
         self.max_photo_bytes = max_photo_bytes
         self.expired_retention = timedelta(hours=expired_retention_h)
         self.clock = clock
+        self._last_sweep: datetime | None = None
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -368,6 +370,11 @@ class Store:
         worst a stray file, never a row naming a missing photo that a report needs.
         """
         over = self.photo_bytes() + incoming_bytes - self.max_photo_bytes
+        now_dt = self.clock()
+        if over <= 0 and self._last_sweep is not None \
+                and now_dt - self._last_sweep < RETENTION_SWEEP_EVERY:
+            return 0  # under the cap, and retention was applied recently
+        self._last_sweep = now_dt
         chosen: list[str] = []
         for row in self._evictable():
             if row["rank"] == 0 or over > 0:
