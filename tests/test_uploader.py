@@ -67,7 +67,8 @@ def _confirmed_report(store: Store, i: int, t0: datetime) -> str:
                                            t0 + timedelta(hours=2))
         second_id = store.insert_sighting(sightings[1], "confirming", report_id)
         store.confirm(report_id, store.sighting(first_id), store.sighting(second_id),
-                      f"12가{1000 + i}", None, t0 + timedelta(days=1), 0.91, "same scene", 1.5)
+                      f"12가{1000 + i}", None, t0 + timedelta(days=1), 0.91, "same scene", 1.5,
+                      MODELS)
     return report_id
 
 
@@ -155,7 +156,7 @@ def _assert_complete(moto_s3, store: Store, report_ids: list[str]) -> None:
 def test_upload_then_rerun_puts_nothing_twice(moto_s3, store: Store) -> None:
     ids = _reports(store, 3)
     objects = Recording(_s3(moto_s3))
-    uploader = Uploader(objects, StoreOutbox(store, MODELS), FAST)
+    uploader = Uploader(objects, StoreOutbox(store), FAST)
     result = uploader.run_pass()
     assert sorted(result.uploaded) == sorted(ids) and not result.failed
     assert result.objects_put == 9 and result.objects_skipped == 0
@@ -170,7 +171,7 @@ def test_upload_then_rerun_puts_nothing_twice(moto_s3, store: Store) -> None:
     with store.transaction():
         store.db.execute("UPDATE outbox SET state = 'uploading'")
     store.check_integrity()  # start-up check queues interrupted uploads again
-    again = Uploader(objects, StoreOutbox(store, MODELS), FAST).run_pass()
+    again = Uploader(objects, StoreOutbox(store), FAST).run_pass()
     assert sorted(again.uploaded) == sorted(ids)
     assert again.objects_put == 0 and again.objects_skipped == 9
     after = {k: moto_s3.client().head_object(Bucket=_bucket(moto_s3), Key=k)["ETag"]
@@ -186,7 +187,7 @@ def test_server_stopped_mid_run_then_restarted(moto_s3, store: Store) -> None:
             moto_s3.stop()
 
     objects = Recording(_s3(moto_s3), on_put=cut_network)
-    uploader = Uploader(objects, StoreOutbox(store, MODELS), FAST)
+    uploader = Uploader(objects, StoreOutbox(store), FAST)
     first = uploader.run_pass()  # must not raise
     assert len(first.uploaded) == 1 and first.failed and first.stopped_early
     assert first.breaker == "open"
@@ -217,7 +218,7 @@ def test_dead_endpoint_opens_then_closes_the_breaker(moto_s3, store: Store) -> N
     ids = _reports(store, 2)
     objects = Recording(_s3(moto_s3))
     moto_s3.stop()
-    uploader = Uploader(objects, StoreOutbox(store, MODELS), FAST)
+    uploader = Uploader(objects, StoreOutbox(store), FAST)
     result = uploader.run_pass()
     assert result.breaker == "open" and result.stopped_early and not result.uploaded
     assert objects.calls == FAST.breaker_failures  # stopped hammering after the threshold
@@ -235,7 +236,7 @@ def test_dead_endpoint_opens_then_closes_the_breaker(moto_s3, store: Store) -> N
 def test_missing_bucket_is_a_permanent_error(moto_s3, store: Store) -> None:
     _reports(store, 1)
     client = make_s3_client(moto_s3.endpoint_url, "us-east-1")
-    uploader = Uploader(S3ObjectStore("no-such-bucket", client), StoreOutbox(store, MODELS),
+    uploader = Uploader(S3ObjectStore("no-such-bucket", client), StoreOutbox(store),
                         FAST)
     with pytest.raises(UploadError, match=r"NoSuchBucket.*fix upload\.bucket"):
         uploader.run_pass()
@@ -246,7 +247,7 @@ def test_redacted_copies_are_what_the_manifest_names(moto_s3, store: Store) -> N
     ids = _reports(store, 1)
     redactor = DetectingRedactor(find_people=lambda image: [Box(0, 0, 40, 40)])
     settings = UploadSettings(**{**FAST.__dict__, "blur": True})
-    uploader = Uploader(_s3(moto_s3), StoreOutbox(store, MODELS), settings, redactor)
+    uploader = Uploader(_s3(moto_s3), StoreOutbox(store), settings, redactor)
     assert uploader.run_pass().uploaded == ids
     _assert_complete(moto_s3, store, ids)
     key = next(k for k in _all_keys(moto_s3) if k.endswith(".json"))
@@ -258,7 +259,7 @@ def test_redacted_copies_are_what_the_manifest_names(moto_s3, store: Store) -> N
     # redaction is deterministic: a resumed upload finds the same objects
     with store.transaction():
         store.db.execute("UPDATE outbox SET state = 'pending'")
-    again = Uploader(_s3_existing(moto_s3), StoreOutbox(store, MODELS), settings,
+    again = Uploader(_s3_existing(moto_s3), StoreOutbox(store), settings,
                      redactor).run_pass()
     assert again.objects_put == 0 and again.objects_skipped == 3
 
@@ -270,7 +271,7 @@ def _s3_existing(moto_s3) -> S3ObjectStore:
 def test_local_store_end_to_end(tmp_path: Path, store: Store) -> None:
     ids = _reports(store, 2)
     objects = LocalObjectStore(tmp_path / "out")
-    result = Uploader(objects, StoreOutbox(store, MODELS), FAST).run_pass()
+    result = Uploader(objects, StoreOutbox(store), FAST).run_pass()
     assert sorted(result.uploaded) == sorted(ids)
     files = sorted(p.relative_to(tmp_path / "out").as_posix()
                    for p in (tmp_path / "out" / "reports").rglob("*") if p.is_file())
@@ -351,3 +352,59 @@ def test_breaker_states() -> None:
     assert breaker.allow()
     breaker.record_success()
     assert breaker.state == "closed" and breaker.failures == 0
+
+
+def _sync_app():
+    """`gotcha sync` alone (the other command modules are not under test here)."""
+    import typer
+
+    from edge_agent.cli import sync
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """Test root."""
+
+    sync.register(app)
+    return app
+
+
+def test_sync_command_uploads_to_the_local_store(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    app = _sync_app()
+    with Store.open(StoreConfig(path=tmp_path / "g.db", photo_dir=tmp_path / "photos")) as s:
+        ids = _reports(s, 2)
+    env = {"GOTCHA_STORE__PATH": str(tmp_path / "g.db"),
+           "GOTCHA_STORE__PHOTO_DIR": str(tmp_path / "photos"),
+           "GOTCHA_UPLOAD__LOCAL_DIR": str(tmp_path / "out"),
+           "GOTCHA_UPLOAD__BLUR_PEOPLE": "false", "GOTCHA_UPLOAD__BLUR_OTHER_PLATES": "false"}
+    runner = CliRunner()
+    result = runner.invoke(app, ["sync", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert sorted(summary["uploaded"]) == sorted(ids) and summary["outbox_depth"] == 0
+    again = runner.invoke(app, ["sync"], env=env)
+    assert again.exit_code == 0 and "uploaded 0 report(s)" in again.output
+    assert len(list((tmp_path / "out" / "reports").rglob("manifest.json"))) == 2
+
+
+def test_sync_command_with_a_dead_endpoint_exits_1(tmp_path: Path) -> None:
+    from conftest import free_port
+    from typer.testing import CliRunner
+
+    app = _sync_app()
+
+    with Store.open(StoreConfig(path=tmp_path / "g.db", photo_dir=tmp_path / "photos")) as s:
+        _reports(s, 1)
+    env = {"GOTCHA_STORE__PATH": str(tmp_path / "g.db"),
+           "GOTCHA_STORE__PHOTO_DIR": str(tmp_path / "photos"),
+           "GOTCHA_UPLOAD__BACKEND": "s3", "GOTCHA_UPLOAD__BUCKET": "gotcha-x",
+           "GOTCHA_UPLOAD__ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+           "GOTCHA_UPLOAD__MAX_ATTEMPTS": "2", "GOTCHA_UPLOAD__BACKOFF_BASE_S": "0.01",
+           "GOTCHA_UPLOAD__BLUR_PEOPLE": "false", "GOTCHA_UPLOAD__BLUR_OTHER_PLATES": "false",
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    result = CliRunner().invoke(app, ["sync"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "will retry" in result.output and "1 left in the outbox" in result.output

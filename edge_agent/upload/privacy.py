@@ -138,25 +138,61 @@ Redactor = Callable[[bytes, Box | None], bytes]
 """Takes the stored photo and the reported plate's box, returns the bytes to upload."""
 
 
+Finder = Callable[[np.ndarray], Sequence[Box]]
+
+
 class DetectingRedactor:
-    """A Redactor that finds people (and other plates, when given a plate finder) itself.
+    """A Redactor that finds people and other plates in the photo itself.
 
     ``find_people(image) -> boxes`` is typically ``VehicleDetector.detect_people``;
-    ``find_plates(image) -> boxes`` any plate locator. Either may be None (then that kind is
-    not blurred).
+    ``find_plates(image) -> boxes`` any plate locator; ``find_regions(image) -> (plates,
+    people)`` does both in one pass (see :meth:`from_config`). A finder left None means that
+    kind is not blurred.
     """
 
-    def __init__(self, find_people: Callable[[np.ndarray], Sequence[Box]] | None,
-                 find_plates: Callable[[np.ndarray], Sequence[Box]] | None = None,
-                 quality: int = JPEG_QUALITY) -> None:
+    def __init__(self, find_people: Finder | None = None, find_plates: Finder | None = None,
+                 quality: int = JPEG_QUALITY,
+                 find_regions: Callable[[np.ndarray], tuple[Sequence[Box], Sequence[Box]]]
+                 | None = None) -> None:
         self.find_people = find_people
         self.find_plates = find_plates
+        self.find_regions = find_regions
         self.quality = quality
 
+    @classmethod
+    def from_config(cls, config: object) -> DetectingRedactor | None:
+        """The configured redactor (None when both blurs are off). Loads the vehicle detector
+        (people come from its COCO "person" class) and, for other plates, the plate locator;
+        a missing model raises ModelError, so nothing leaves the device unredacted by
+        accident."""
+        upload = config.upload  # type: ignore[attr-defined]
+        if not (upload.blur_people or upload.blur_other_plates):
+            return None
+        from edge_agent.vision.plate_locator import PlateLocator
+        from edge_agent.vision.vehicle_detector import VehicleDetector
+
+        detector = VehicleDetector.from_config(config)  # type: ignore[arg-type]
+        locator = PlateLocator.from_config(config) if upload.blur_other_plates else None
+
+        def find_regions(image: np.ndarray) -> tuple[list[Box], list[Box]]:
+            vehicles, people = detector.detect_all(image)
+            plates = [p.box for p in locator.locate(image, vehicles)] if locator else []
+            return plates, (people if upload.blur_people else [])
+
+        return cls(find_regions=find_regions)
+
     def __call__(self, data: bytes, keep_plate_box: Box | None) -> bytes:
-        if self.find_people is None and self.find_plates is None:
+        if self.find_people is None and self.find_plates is None and self.find_regions is None:
             return data
         image, _ = _decode_upright(data)
-        people = list(self.find_people(image)) if self.find_people else []
-        plates = list(self.find_plates(image)) if self.find_plates else []
+        plates: list[Box] = []
+        people: list[Box] = []
+        if self.find_regions is not None:
+            found_plates, found_people = self.find_regions(image)
+            plates += found_plates
+            people += found_people
+        if self.find_people is not None:
+            people += self.find_people(image)
+        if self.find_plates is not None:
+            plates += self.find_plates(image)
         return redact_photo(data, keep_plate_box, plates, people, self.quality)

@@ -169,18 +169,12 @@ class OutboxSource(Protocol):
 
 
 class StoreOutbox:
-    """OutboxSource over the lifecycle's Store: reports, their two sightings and photos."""
+    """OutboxSource over the lifecycle's Store; the report's content comes from
+    ``edge_agent.store.bundle.report_bundle``, the same function `gotcha reports export` uses,
+    so what is uploaded is exactly what an export shows (before redaction)."""
 
-    def __init__(self, store: Any, models: Mapping[str, str | None]) -> None:
+    def __init__(self, store: Any) -> None:
         self.store = store
-        self.models = dict(models)
-
-    @classmethod
-    def from_config(cls, store: Any, config: Any) -> StoreOutbox:
-        m = config.models
-        return cls(store, {"vehicle_detector": m.vehicle_detector or None,
-                           "plate_reader": m.plate_reader,
-                           "scene_embedder": m.scene_embedder or None})
 
     def pending(self, limit: int) -> Sequence[OutboxEntry]:
         return self.store.pending(limit)
@@ -191,34 +185,25 @@ class StoreOutbox:
     def mark_failed(self, report_id: str, error: str, retry_at: datetime) -> None:
         self.store.mark_failed(report_id, error, retry_at)
 
-    @staticmethod
-    def _embedding(signature: bytes | None) -> list[float] | None:
-        if not signature:
-            return None
-        from edge_agent.vision.scene import SceneSignature  # numpy/opencv: device side only
-
-        return SceneSignature.from_bytes(signature).embedding_list()
-
     def load(self, report_id: str) -> ReportUpload:
-        report = self.store.report(report_id)
-        if report.confirming_sighting_id is None or report.confirmed_at is None:
-            raise StoreError(f"report {report_id} is in the outbox but not confirmed; "
-                             "inspect it with `gotcha reports show`")
-        first = self.store.sighting(report.first_sighting_id)
-        second = self.store.sighting(report.confirming_sighting_id)
+        from edge_agent.store.bundle import report_bundle
+
+        bundle = report_bundle(self.store, report_id)
+        report, doc = bundle.report, bundle.manifest
+        assert report.confirmed_at is not None  # report_bundle checked it
         photos = tuple(
-            UploadPhoto(data=self.store.photos.read(s.photo_sha256), captured_at=s.captured_at,
+            UploadPhoto(data=bundle.photo_bytes(i), captured_at=s.captured_at,
                         plate_box=s.plate_box, vehicle_box=s.vehicle_box,
-                        scene_embedding=self._embedding(s.scene_signature))
-            for s in (first, second))
-        accuracy = first.location.accuracy_m if first.location else None
+                        scene_embedding=doc["photos"][i]["scene_embedding"])
+            for i, s in enumerate(bundle.sightings))
+        location = doc["location"]
         return ReportUpload(
-            report_id=report.report_id, device_id=report.device_id, plate=report.plate,
-            plate_confidence=min(first.plate_confidence, second.plate_confidence),
-            zone=report.zone, location=GeoPoint(report.lat, report.lon, accuracy),
+            report_id=report.report_id, device_id=report.device_id, plate=doc["plate"],
+            plate_confidence=doc["plate_confidence"], zone=doc["zone"],
+            location=GeoPoint(location["lat"], location["lon"], location["accuracy_m"]),
             first_seen_at=report.first_seen_at, confirmed_at=report.confirmed_at,
             photos=photos,  # type: ignore[arg-type]
-            scene_score=float(report.scene_score or 0.0), models=self.models)
+            scene_score=doc["scene_score"], models=doc["models"])
 
 
 # ---------------------------------------------------------------------------- the uploader
@@ -277,6 +262,18 @@ class Uploader:
         self.now = now
         self.breaker = CircuitBreaker(self.settings.breaker_failures,
                                       self.settings.breaker_cooldown_s, monotonic)
+
+    @classmethod
+    def from_config(cls, config: Any, store: Any) -> Uploader:
+        """The configured uploader over the device store: object store from ``upload``,
+        retry/breaker settings, and the privacy redactor (vision models load here)."""
+        from edge_agent.upload.object_store import object_store_from_config
+        from edge_agent.upload.privacy import DetectingRedactor
+
+        settings = UploadSettings.from_config(config.upload)
+        redactor = DetectingRedactor.from_config(config) if settings.blur else None
+        return cls(object_store_from_config(config.upload), StoreOutbox(store), settings,
+                   redactor)
 
     # -- calls with retry and breaker
     def _call(self, what: str, fn: Callable[[], T]) -> T:
