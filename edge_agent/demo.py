@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge_agent.config import GotchaConfig
-from edge_agent.errors import ModelError
+from edge_agent.errors import ConfigError, ModelError
 from edge_agent.lifecycle import Decision
 from edge_agent.results import GeoPoint
 from edge_agent.store.records import Report
@@ -116,7 +116,11 @@ def demo_images(seed: int = 7, moved_px: int = 0) -> tuple[np.ndarray, np.ndarra
     """The two views of the parked car: the second one shifted 3 px, a little brighter,
     with fresh sensor noise (same spot, same car, a minute later). ``moved_px`` moves the car
     sideways in the second view (for the vehicle-moved case)."""
-    from edge_agent.synth import render_plate
+    try:
+        from edge_agent.synth import render_plate
+    except ImportError as exc:  # Pillow draws the Hangul glyphs; it is a dev/train extra
+        raise ConfigError(f"gotcha demo draws its plate with Pillow ({exc}); run "
+                          "scripts/setup.sh or pip install pillow") from exc
 
     rng = np.random.default_rng(seed)
     street = _street(rng)
