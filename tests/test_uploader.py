@@ -408,3 +408,55 @@ def test_sync_command_with_a_dead_endpoint_exits_1(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sync"], env=env)
     assert result.exit_code == 1, result.output
     assert "will retry" in result.output and "1 left in the outbox" in result.output
+
+
+def test_configured_uploader_redacts_a_real_photo_with_real_models(tmp_path: Path,
+                                                                   store: Store) -> None:
+    """Config -> Uploader.from_config -> real detector + plate locator blur the copy."""
+    from conftest import shared_path
+
+    from edge_agent.config import load_config
+    from edge_agent.io.exif import write_exif
+
+    models = shared_path("models")
+    original = shared_path("data/scenes/korea-a/20200814000665_0.jpg").read_bytes()
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    place = GeoPoint(37.5665, 126.978, 5.0)
+    sightings = []
+    for k in range(2):  # the same scene twice, 70 s apart (distinct files via their EXIF)
+        data = write_exif(original, t0 + timedelta(seconds=70 * k), place)
+        sightings.append(Sighting(
+            device_id="dev-1", photo_sha256=store.put_photo(data),
+            captured_at=t0 + timedelta(seconds=70 * k), plate="12가3456", plate_raw="12가3456",
+            char_confidences=(0.9,) * 7, plate_box=Box(600, 600, 700, 640), location=place))
+    with store.transaction():
+        first_id = store.insert_sighting(sightings[0], "first")
+        rid = store.create_candidate(store.sighting(first_id), first_id, "sidewalk",
+                                     t0 + timedelta(hours=2))
+        second_id = store.insert_sighting(sightings[1], "confirming", rid)
+        store.confirm(rid, store.sighting(first_id), store.sighting(second_id), "12가3456",
+                      None, t0 + timedelta(days=1), 0.9, "same scene", 0.0, MODELS)
+    config = load_config(None, environ={"GOTCHA_MODEL_DIR": str(models),
+                                        "GOTCHA_UPLOAD__LOCAL_DIR": str(tmp_path / "out")})
+    assert config.upload.blur_people and config.upload.backend == "local"
+    uploader = Uploader.from_config(config, store)
+    assert uploader.redactor is not None
+    assert uploader.run_pass().uploaded == [rid]
+    objects = LocalObjectStore(tmp_path / "out")
+    key = next(p for p in (tmp_path / "out" / "reports").rglob("photo-1.jpg"))
+    uploaded = objects.get(key.relative_to(tmp_path / "out").as_posix())
+    assert uploaded != store.photos.read(sightings[0].photo_sha256)
+    people = uploader.redactor.find_regions(_decode_bgr(original))[1]
+    assert people, "the pedestrian in this photo was not found"
+    before, after = _decode_bgr(original), _decode_bgr(uploaded)
+    for box in people:
+        x1, y1, x2, y2 = (int(v) for v in (box.x1, box.y1, box.x2, box.y2))
+        assert _detail(after[y1:y2, x1:x2]) < 0.3 * _detail(before[y1:y2, x1:x2])
+
+
+def _decode_bgr(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def _detail(image: np.ndarray) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
