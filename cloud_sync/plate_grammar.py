@@ -52,8 +52,8 @@ _TYPE_RANGES: dict[int, tuple[tuple[int, int, str], ...]] = {
 }
 
 # Separators a read or a typed plate may carry: spaces, line breaks (two-line plates),
-# hyphens/dashes, dots and the middle dot.
-_SEPARATORS = re.compile(r"[\s\-‐‑‒–—―·.・_]+")
+# hyphens/dashes, dots, the middle dot and zero-width characters pasted from the web.
+_SEPARATORS = re.compile(r"[\s\-‐‑‒–—―·.・_\u200b\u200c\u200d\u2060\ufeff]+")
 _LINE_BREAK = re.compile(r"[\n\r\u2028\u2029]")
 _HANGUL = re.compile(r"[가-힣]")
 _RUNS = re.compile(r"[가-힣]+|[0-9]+|[A-Za-z]+|.", re.DOTALL)
@@ -172,7 +172,7 @@ def _parse(text: str) -> ParsedPlate:
     if not cleaned:
         raise _Reject("read holds only separators")
     runs = _RUNS.findall(cleaned)
-    odd = [r for r in runs if not (_HANGUL.match(r) or r.isdigit())]
+    odd = [r for r in runs if not (_HANGUL.match(r) or (r.isascii() and r.isdigit()))]
     if odd:
         latin = [r for r in odd if r.isascii() and r.isalpha()]
         if latin:

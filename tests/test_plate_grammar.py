@@ -298,3 +298,64 @@ def test_interpret_read(raw: str, text: str | None, valid: bool, reason: str | N
         assert read.reject_reason is None
     else:
         assert reason in read.reject_reason
+
+
+@pytest.mark.parametrize(("text", "norm"), [
+    ("12가\u200b3456", "12가3456"),  # zero-width space pasted from a web form
+    ("\ufeff12가3456", "12가3456"),  # byte-order mark at the start of a CSV cell
+    ("12가\u00a03456", "12가3456"),  # no-break space
+    ("12가\t3456", "12가3456"),
+    ("서울\u300012가3456", "서울12가3456"),  # ideographic space
+    ("12가–3456", "12가3456"),  # en dash
+    ("외교 001—075", "외교001075"),  # em dash
+])
+def test_odd_separators(text: str, norm: str) -> None:
+    assert normalize_plate(text) == norm
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("12가3456\x00", "do not occur"),
+    ("12가3456🚗", "do not occur"),
+    ("12가3456号", "do not occur"),  # CJK ideograph, not Hangul
+    ("12ㄱㅏ3456", "do not occur"),  # compatibility jamo, not a syllable
+    ("12Ｏ3456", "Latin"),  # full-width Latin letter
+    ("가" * 40, "no front number"),
+    ("서울서울12가3456", "not a region"),
+    ("١٢가٣٤٥٦", "do not occur"),  # Arabic-Indic digits
+])
+def test_hostile_input_is_rejected_with_a_reason(text: str, fragment: str) -> None:
+    assert parse_plate(text) is None
+    assert fragment in explain_reject(text)
+
+
+def test_every_label_of_the_real_plate_sets_parses() -> None:
+    """The hand-labelled real plates (../shared/data/plates) are all grammatical."""
+    import csv
+
+    from conftest import shared_path
+
+    rows = []
+    for name in ("set-a", "set-b"):
+        with (shared_path(f"data/plates/{name}") / "labels.csv").open(encoding="utf-8") as f:
+            rows += list(csv.DictReader(f))
+    assert len(rows) >= 20
+    failures = {r["plate_text"]: explain_reject(r["plate_text"]) for r in rows
+                if parse_plate(r["plate_text"]) is None}
+    assert failures == {}
+    formats = {parse_plate(r["plate_text"]).format for r in rows}
+    assert {"regional", "private-2digit"} <= formats
+
+
+def test_synthetic_generator_texts_parse() -> None:
+    """Texts the synthetic plate generator renders (OCR training) are plates by the grammar,
+    apart from the never-issued numbers it may draw at random (front 00, serial 0000)."""
+    import numpy as np
+
+    from edge_agent.synth.formats import STYLES, random_plate_text
+
+    rng = np.random.default_rng(0)
+    for style in STYLES:
+        for _ in range(50):
+            text = random_plate_text(rng, style)
+            reason = explain_reject(text)
+            assert reason == "" or "never issued" in reason, (style, text, reason)
