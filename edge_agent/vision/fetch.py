@@ -114,8 +114,13 @@ def _open(url: str, offset: int, timeout: float, folder: Path) -> http.client.HT
     except urllib.error.HTTPError as exc:
         if exc.code == 416:
             raise  # the caller decides: the .part may already be complete
-        hint = (f"the pinned source moved or the url is wrong: fix url in models.toml or copy "
-                f"the file manually into {folder}") if exc.code in (404, 410) else "try again later"
+        if exc.code in (404, 410):
+            hint = (f"the pinned source moved or the url is wrong: fix url in models.toml or "
+                    f"copy the file manually into {folder}")
+        elif exc.code in (401, 403):
+            hint = f"the source refuses the download: copy the file manually into {folder}"
+        else:
+            hint = "the server has a problem: try again later"
         raise ModelError(f"{url} answered HTTP {exc.code} {exc.reason}; {hint}") from None
     except urllib.error.URLError as exc:
         raise _unreachable(url, exc.reason, folder) from None
