@@ -301,3 +301,14 @@ def test_verify_checks_and_reports_one_line_per_model(config_file: Path, tmp_pat
     bad, missing = out.strip().splitlines()
     assert bad.startswith("BAD yolox-nano-coco") and "sha256" in bad
     assert missing.startswith("BAD yolov8n-coco") and "not found" in missing
+
+
+def test_verify_without_ids_checks_what_the_configuration_uses(config_file: Path) -> None:
+    config_file.write_text(config_file.read_text().replace(
+        "[models]\n", '[models]\nplate_reader = "ppocrv4-rec"\n'), encoding="utf-8")
+    code, out, err = _run("models", "verify", "--config", str(config_file), "--json")
+    assert code == 0, out + err
+    results = {row["id"]: row for row in json.loads(out)}
+    assert set(results) == {"yolov8n-coco", "plate-yolov8n", "ppocrv4-rec",
+                            "mobilenetv2-imagenet", "ppocrv4-det"}
+    assert all(row["ok"] for row in results.values())
