@@ -100,7 +100,8 @@ def test_watch_folder_takes_new_files_once_they_stop_growing(scenes: Path, tmp_p
     stop = threading.Event()
     seen: list = []
     worker = threading.Thread(target=_collect, name="watch-test",
-                              args=(watch_folder(inbox, config, stop, poll_s=0.3), seen))
+                              args=(watch_folder(inbox, config, stop, poll_s=0.1, settle_s=0.6),
+                                    seen))
     worker.start()
     try:
         data = (scenes / "KR_multiple.jpg").read_bytes()

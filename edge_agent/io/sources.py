@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 PhotoItem = tuple[Path, Photo | BadInputError]
 _EXIF_HEAD_BYTES = 256 * 1024  # EXIF sits in the first APP1 segment, at most 64 KiB in
-_EMPTY_FILE_POLLS = 5
+_EMPTY_FILE_FACTOR = 5  # an empty file is usually a copy that has not started
 
 
 def expand_paths(paths: Iterable[Path | str], recursive: bool = False) -> list[Path]:
@@ -86,26 +86,30 @@ def _load_or_error(path: Path, config: GotchaConfig) -> Photo | BadInputError:
 
 
 def watch_folder(directory: Path | str, config: GotchaConfig, stop_event: threading.Event,
-                 poll_s: float = 1.0, include_existing: bool = False) -> Iterator[PhotoItem]:
+                 poll_s: float = 1.0, settle_s: float = 2.0,
+                 include_existing: bool = False) -> Iterator[PhotoItem]:
     """Yield photos that appear in ``directory`` until ``stop_event`` is set.
 
     The files already there are noted when this is called (not when iteration starts), so
     nothing that arrives in between is mistaken for old. A file is taken once its size and
-    mtime are unchanged over one poll, so a photo still being copied in is never read
-    half-written.
+    mtime have not changed for ``settle_s`` (and over at least one poll), so a photo still
+    being copied in, even over a stalling network share, is not read half-written; an empty
+    file is reported only after five times as long.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise BadInputError(f"{directory}: not a folder; create it or pass the folder to watch")
     seen: set[Path] = set() if include_existing else set(_photo_files(directory))
-    return _watch(directory, config, stop_event, poll_s, seen)
+    return _watch(directory, config, stop_event, poll_s, settle_s, seen)
 
 
 def _watch(directory: Path, config: GotchaConfig, stop_event: threading.Event, poll_s: float,
-           seen: set[Path]) -> Iterator[PhotoItem]:
-    pending: dict[Path, tuple[tuple[int, int], int]] = {}  # path -> (size, mtime), stable polls
+           settle_s: float, seen: set[Path]) -> Iterator[PhotoItem]:
+    # path -> ((size, mtime), monotonic time it was first seen with that signature)
+    pending: dict[Path, tuple[tuple[int, int], float]] = {}
     while not stop_event.is_set():
         ready: list[tuple[int, Path]] = []
+        now = time.monotonic()
         for path in _photo_files(directory):
             if path in seen:
                 continue
@@ -115,11 +119,12 @@ def _watch(directory: Path, config: GotchaConfig, stop_event: threading.Event, p
                 pending.pop(path, None)
                 continue
             signature = (info.st_size, info.st_mtime_ns)
-            previous, stable = pending.get(path, (None, 0))
-            stable = stable + 1 if previous == signature else 0
-            pending[path] = (signature, stable)
-            # An empty file is usually a copy that has not started; report it only if it stays.
-            if stable >= (1 if info.st_size > 0 else _EMPTY_FILE_POLLS):
+            previous = pending.get(path)
+            if previous is None or previous[0] != signature:
+                pending[path] = (signature, now)
+                continue
+            needed = settle_s if info.st_size > 0 else settle_s * _EMPTY_FILE_FACTOR
+            if now - previous[1] >= needed:
                 ready.append((info.st_mtime_ns, path))
         for _, path in sorted(ready):
             seen.add(path)
