@@ -122,6 +122,10 @@ class Rules:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "min_interval_s", _frozen_mapping(self.min_interval_s))
+        unknown = sorted(set(self.min_interval_s) - set(ZONES))
+        if unknown:
+            raise ValueError(f"unknown zone(s) {', '.join(unknown)}; zones are "
+                             f"{', '.join(ZONES)}")
         for zone, seconds in self.min_interval_s.items():
             if not (math.isfinite(seconds) and seconds > 0):
                 raise ValueError(f"min_interval_s[{zone!r}] must be > 0 seconds, got {seconds}")

@@ -204,3 +204,32 @@ def test_expiry_and_dedup_helpers() -> None:
     assert rules.is_duplicate(T0, T0 + timedelta(hours=11), 5.0)
     assert not rules.is_duplicate(T0, T0 + timedelta(hours=13), 5.0)
     assert not rules.is_duplicate(T0, T0 + timedelta(hours=1), 50.0)
+
+
+def test_rules_built_directly_are_validated_too() -> None:
+    with pytest.raises(ValueError, match="unknown zone"):
+        Rules(min_interval_s={"parking_lot": 60})
+    partial = Rules(min_interval_s={"hydrant": 90})
+    assert partial.min_interval("hydrant") == 90
+    assert partial.min_interval("sidewalk") == partial.default_min_interval_s == 300
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"radius_m": float("nan")}, "positive"),
+    ({"dedup_window_s": float("inf")}, "positive"),
+    ({"scene_threshold": 0.0}, "(0, 1)"),
+    ({"future_tolerance_s": -1}, ">= 0"),
+])
+def test_rules_refuse_absurd_numbers(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        Rules(**kwargs)
+
+
+def test_future_tolerance_boundary() -> None:
+    now = T0
+    ok = check_evidence(T0 - timedelta(seconds=60), T0 + timedelta(seconds=299), 1.0, 0.9,
+                        "hydrant", now=now)
+    assert ok == []
+    late = check_evidence(T0 - timedelta(seconds=60), T0 + timedelta(seconds=301), 1.0, 0.9,
+                          "hydrant", now=now)
+    assert any("confirmed_at" in r and "future" in r for r in late), late

@@ -460,3 +460,81 @@ def _decode_bgr(data: bytes) -> np.ndarray:
 
 def _detail(image: np.ndarray) -> float:
     return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+
+def _client_error(code: str, status: int):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"},
+                        "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+
+@pytest.mark.parametrize(("code", "status", "transient", "fragment"), [
+    ("InternalError", 500, True, "will retry"),
+    ("ServiceUnavailable", 503, True, "will retry"),
+    ("SlowDown", 503, True, "will retry"),
+    ("RequestTimeout", 400, True, "will retry"),
+    ("BadDigest", 400, True, "will retry"),
+    ("", 502, True, "will retry"),
+    ("TooManyRequests", 429, True, "will retry"),
+    ("NoSuchBucket", 404, False, "fix upload.bucket"),
+    ("AccessDenied", 403, False, "s3:PutObject"),
+    ("InvalidAccessKeyId", 403, False, "credentials"),
+    ("SignatureDoesNotMatch", 403, False, "secret key"),
+    ("PermanentRedirect", 301, False, "upload.region"),
+    ("SomethingNew", 403, False, "access denied"),
+    ("EntityTooLarge", 400, False, "EntityTooLarge"),
+])
+def test_s3_errors_are_classified(code: str, status: int, transient: bool,
+                                  fragment: str) -> None:
+    from edge_agent.upload.object_store import classify_s3_error
+
+    err = classify_s3_error(_client_error(code, status), "b", "k")
+    assert isinstance(err, TransientStoreError) is transient
+    assert isinstance(err, UploadError) is not transient
+    assert fragment in str(err) and "s3://b/k" in str(err)
+
+
+@pytest.mark.parametrize("exc_name", ["EndpointConnectionError", "ConnectTimeoutError",
+                                      "ReadTimeoutError", "ConnectionClosedError"])
+def test_network_exceptions_are_transient(exc_name: str) -> None:
+    from botocore import exceptions as bex
+
+    from edge_agent.upload.object_store import classify_s3_error
+
+    exc = getattr(bex, exc_name)(endpoint_url="http://x", error="down")
+    assert isinstance(classify_s3_error(exc, "b", "k"), TransientStoreError)
+
+
+def test_missing_credentials_are_permanent() -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    from edge_agent.upload.object_store import classify_s3_error
+
+    err = classify_s3_error(NoCredentialsError(), "b", "k")
+    assert isinstance(err, UploadError) and "AWS_ACCESS_KEY_ID" in str(err)
+
+
+def test_local_store_half_written_object_is_absent(tmp_path: Path) -> None:
+    """A crash between the metadata and the object leaves no object: head says absent."""
+    objects = LocalObjectStore(tmp_path)
+    meta = tmp_path / ".meta" / "r" / "photo-1.jpg.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text('{"sha256": "00"}')
+    assert objects.head("r/photo-1.jpg") is None
+    objects.put("r/photo-1.jpg", b"abc")
+    assert objects.head("r/photo-1.jpg").sha256 == sha256_hex(b"abc")
+
+
+def test_report_with_a_lost_photo_is_rescheduled_and_others_go_on(tmp_path: Path,
+                                                                  store: Store) -> None:
+    ids = _reports(store, 2)
+    lost = store.sighting(store.report(ids[0]).first_sighting_id).photo_sha256
+    store.photos.path(lost).unlink()
+    result = Uploader(LocalObjectStore(tmp_path / "out"), StoreOutbox(store), FAST).run_pass()
+    assert result.uploaded == [ids[1]]
+    assert "missing or altered" in result.failed[ids[0]]
+    item = store.outbox_item(ids[0])
+    assert item.state == "pending" and item.next_attempt_at > datetime.now(UTC) + timedelta(
+        minutes=30)
+    assert not list((tmp_path / "out").rglob(f"{ids[0]}/*"))  # nothing of it left the device
