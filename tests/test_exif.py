@@ -105,7 +105,17 @@ def test_offset_time_is_the_fallback_for_offset_time_original(scene_jpeg: bytes)
 def test_gps_time_is_used_when_no_camera_time(scene_jpeg: bytes) -> None:
     data = with_tags(scene_jpeg, gps={piexif.GPSIFD.GPSDateStamp: b"2025:02:03",
                                       piexif.GPSIFD.GPSTimeStamp: ((4, 1), (5, 1), (6, 1))})
-    assert read_exif(data, now=NOW).captured_at == datetime(2025, 2, 3, 4, 5, 6, tzinfo=UTC)
+    info = read_exif(data, now=NOW)
+    assert info.captured_at == datetime(2025, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert any("using its GPS time" in w for w in info.warnings)
+
+
+def test_camera_datetime_is_a_fallback_with_a_warning(scene_jpeg: bytes) -> None:
+    data = with_tags(scene_jpeg, ifd0={piexif.ImageIFD.DateTime: b"2025:02:03 10:00:00"},
+                     exif={piexif.ExifIFD.OffsetTime: b"+09:00"})
+    info = read_exif(data, now=NOW)
+    assert info.captured_at == datetime(2025, 2, 3, 1, 0, tzinfo=UTC)
+    assert any("may be when the photo was edited" in w for w in info.warnings)
 
 
 def test_real_photo_exif_time_is_read(data_dir: Path) -> None:

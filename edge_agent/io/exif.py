@@ -189,6 +189,10 @@ def _captured_at(ifd0: dict[int, Any], exif: dict[int, Any], gps: dict[int, Any]
         if value > now + MAX_FUTURE:
             warnings.append(f"EXIF {label} {value:%Y-%m-%d %H:%M} UTC is in the future; ignored")
             continue
+        if label != "DateTimeOriginal":
+            warnings.append(f"EXIF has no usable DateTimeOriginal; using its {label}"
+                            + (" (may be when the photo was edited)" if label == "DateTime"
+                               else ""))
         return value
     return None
 
