@@ -178,6 +178,12 @@ def test_group_plate_candidates_two_line_and_split_line() -> None:
 def test_order_quad() -> None:
     pts = np.array([[10, 12], [0, 0], [0, 10], [12, 1]], np.float32)
     np.testing.assert_allclose(order_quad(pts), [[0, 0], [12, 1], [10, 12], [0, 10]])
+    # A one-line plate tilted 30 degrees: y-sorting would mix its corners.
+    rect = cv2.boxPoints(((100.0, 100.0), (200.0, 40.0), 30.0))
+    ordered = order_quad(rect[::-1])
+    top = ordered[1] - ordered[0]
+    assert np.hypot(*top) == pytest.approx(200, abs=1) and top[0] > 0
+    np.testing.assert_allclose(order_quad(pts), [[0, 0], [12, 1], [10, 12], [0, 10]])
 
 
 def test_deskew_straightens_a_tilted_plate() -> None:

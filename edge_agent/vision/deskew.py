@@ -17,6 +17,7 @@ from edge_agent.vision.text_detector import order_quad, quad_size
 
 SEARCH_MARGIN = 0.12  # look this much around the box: detector boxes often clip a corner
 MIN_COVER = 0.45  # a found outline must cover this share of the detector box
+MIN_BOX_IOU = 0.55  # the outline's bounding box must agree this well with the detector box
 ASPECT_RANGE = (1.1, 7.5)  # long/short side of any plate format (two-line ~2, one-line ~4.7)
 
 
@@ -26,17 +27,35 @@ def box_quad(box: Box) -> np.ndarray:
 
 
 def find_plate_quad(region: np.ndarray, box_area: float) -> np.ndarray | None:
-    """The plate's outline in ``region`` (BGR) as 4 corners, or None when nothing fits."""
+    """The plate's outline in ``region`` (BGR) as 4 corners, or None when nothing fits.
+
+    First the strongest closed edge outline (the plate's frame); failing that, the largest
+    Otsu blob of either polarity (a plate is a flat bright or dark panel on the bumper).
+    """
     gray = cv2.cvtColor(region, cv2.COLOR_BGR2GRAY) if region.ndim == 3 else region
     gray = cv2.GaussianBlur(gray, (3, 3), 0)
     edges = cv2.Canny(gray, 40, 120)
     edges = cv2.dilate(edges, np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(edges, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    region_area = float(region.shape[0] * region.shape[1])
+    quad = _best_outline(contours, region.shape[:2], box_area)
+    if quad is not None:
+        return quad
+    _, bright = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    kernel = np.ones((5, 5), np.uint8)
+    blobs = []
+    for mask in (bright, 255 - bright):
+        closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)  # join characters to panel
+        found, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        blobs.extend(found)
+    return _best_outline(blobs, region.shape[:2], box_area)
+
+
+def _best_outline(contours, shape: tuple[int, ...], box_area: float) -> np.ndarray | None:
+    region_area = float(shape[0] * shape[1])
     hulls = sorted((cv2.convexHull(c) for c in contours), key=cv2.contourArea, reverse=True)
     for hull in hulls[:5]:
         area = cv2.contourArea(hull)
-        if area < MIN_COVER * box_area or area > 0.98 * region_area:
+        if area < MIN_COVER * box_area or area > 0.9 * region_area:
             continue
         rect = cv2.minAreaRect(hull)
         w, h = rect[1]
@@ -63,7 +82,12 @@ def refine_quad(image: np.ndarray, box: Box) -> np.ndarray:
     quad = find_plate_quad(image[y1:y2, x1:x2], box.area)
     if quad is None:
         return box_quad(box)
-    return quad + np.array([x1, y1], np.float32)
+    quad = quad + np.array([x1, y1], np.float32)
+    xs, ys = quad[:, 0], quad[:, 1]
+    outline = Box(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+    if outline.iou(box) < MIN_BOX_IOU:  # an edge of the bumper or a lamp, not the plate
+        return box_quad(box)
+    return quad
 
 
 def warp_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
