@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_VERSION = 1
 WORK_SIDE = 640  # long side of the working image, whatever the photo's resolution
 PATCH_SIDE = 48  # grey vehicle patch kept in the signature
-MAX_FEATURES = 1200
+MAX_FEATURES = 800  # background keypoints (the vehicle masked out)
+VEHICLE_FEATURES = 150  # keypoints on the vehicle, to see whether it moved with the background
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PX = 5.0
 MASK_GROW = 0.10  # the vehicle box grows by this fraction before masking it out
@@ -47,15 +48,31 @@ VEHICLE_KP_PX = 8.0  # a vehicle keypoint "follows the background" within this d
 DEFAULT_THRESHOLD = 0.5
 
 # Logistic parts: score = 1 / (1 + exp(-(x - mid) / scale)); mid is the decision boundary.
-INLIER_MID, INLIER_SCALE = 14.0, 3.0
-EMBED_MID, EMBED_SCALE = 0.70, 0.04
-PLACE_MID, PLACE_SCALE = 0.55, 0.05  # IoU of the mapped first box with the second box
-LOOK_MID, LOOK_SCALE = 0.35, 0.05  # gradient correlation of the vehicle patches
-VLOOK_MID, VLOOK_SCALE = 0.70, 0.04  # cosine of the vehicle-crop embeddings
+# Set from the feature distributions of `gotcha eval scenes ../shared/data` (seed 7): wrong
+# scenes give at most ~10 RANSAC inliers, re-shots of one scene hundreds; a car moved 1.5-3 m
+# keeps a box overlap under 0.46, a re-shot one over 0.7; a PKLot space that emptied keeps a
+# patch correlation under 0.59 and a crop cosine under 0.84, one still taken is above both.
+INLIER_MID, INLIER_SCALE = 12.0, 1.5
+EMBED_VETO_MID, EMBED_VETO_SCALE = 0.45, 0.05  # masked-scene cosine; vetoes only
+PLACE_MID, PLACE_SCALE = 0.59, 0.04  # IoU of the mapped first box with the second box
+FOLLOW_MID, FOLLOW_SCALE = 0.25, 0.06  # share of matched vehicle keypoints that follow
+MIN_VEHICLE_MATCHES = 12  # fewer matched vehicle keypoints say nothing about motion
+PATCH_WEIGHT = 2.0  # look = PATCH_WEIGHT * patch correlation + crop-embedding cosine
+LOOK_MID, LOOK_SCALE = 1.99, 0.03
+PATCH_MID, PATCH_SCALE = 0.585, 0.015  # geometry only: patch correlation alone
+NO_TRANSFORM_SCORE = 0.05  # ceiling when no sane background transform exists
+MIN_BACKGROUND_POINTS = 30
 
 
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
+
+
+def _cosine(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    """Cosine of two unit vectors; None when either is missing or they come from other models."""
+    if a is None or b is None or a.shape != b.shape:
+        return None
+    return float(np.dot(a, b))
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,7 @@ class SceneMatch:
     box_iou: float | None = None
     patch_similarity: float | None = None
     vehicle_embedding_similarity: float | None = None
+    vehicle_keypoints_following: float | None = None  # share of matched vehicle keypoints
 
     def to_dict(self) -> dict[str, object]:
         def r(v: float | None) -> float | None:
@@ -85,7 +103,8 @@ class SceneMatch:
                 "background_score": r(self.background_score), "place_score": r(self.place_score),
                 "look_score": r(self.look_score), "box_iou": r(self.box_iou),
                 "patch_similarity": r(self.patch_similarity),
-                "vehicle_embedding_similarity": r(self.vehicle_embedding_similarity)}
+                "vehicle_embedding_similarity": r(self.vehicle_embedding_similarity),
+                "vehicle_keypoints_following": r(self.vehicle_keypoints_following)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,6 +268,7 @@ class SceneMatcher:
         self.embedder = embedder
         self.threshold = threshold
         self.orb = cv2.ORB_create(nfeatures=MAX_FEATURES, fastThreshold=12)
+        self.vehicle_orb = cv2.ORB_create(nfeatures=VEHICLE_FEATURES, fastThreshold=12)
         self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 
     @classmethod
@@ -272,9 +292,10 @@ class SceneMatcher:
                 or image_bgr.size == 0:
             raise BadInputError("scene signature needs a BGR colour image")
         height, width = image_bgr.shape[:2]
-        scale = min(1.0, WORK_SIDE / max(width, height))  # never upsample a small photo
+        scale = WORK_SIDE / max(width, height)  # one working size: thresholds mean the same
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        work = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+        work = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA if scale < 1
+                          else cv2.INTER_LINEAR)
         grey = cv2.cvtColor(work, cv2.COLOR_BGR2GRAY)
         box = None
         if vehicle_box is not None:
@@ -282,22 +303,17 @@ class SceneMatcher:
             if clipped.width >= 2 and clipped.height >= 2:
                 box = (clipped.x1 * scale, clipped.y1 * scale, clipped.x2 * scale,
                        clipped.y2 * scale)
-        keypoints, descriptors = self.orb.detectAndCompute(grey, None)
-        points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
-        descriptors = (descriptors if descriptors is not None
-                       else np.zeros((0, 32), np.uint8))
-        inside = np.zeros(len(points), bool)
-        patch = None
+        mask = None
+        vehicle_points = np.zeros((0, 2), np.float32)
+        vehicle_descriptors = np.zeros((0, 32), np.uint8)
+        patch = crop = None
         masked = work
-        crop = None
         if box is not None:
             gx1, gy1, gx2, gy2 = _grow(box, MASK_GROW, *size)
-            near = ((points[:, 0] >= gx1) & (points[:, 0] < gx2)
-                    & (points[:, 1] >= gy1) & (points[:, 1] < gy2))
-            bx1, by1, bx2, by2 = box
-            inside = ((points[:, 0] >= bx1) & (points[:, 0] < bx2)
-                      & (points[:, 1] >= by1) & (points[:, 1] < by2))
-            background = ~near
+            mask = np.full(grey.shape, 255, np.uint8)
+            mask[gy1:gy2, gx1:gx2] = 0  # the vehicle is not background
+            vehicle_points, vehicle_descriptors = self._keypoints(
+                self.vehicle_orb, grey, 255 - mask)
             ox1, oy1, ox2, oy2 = _grow((clipped.x1, clipped.y1, clipped.x2, clipped.y2), 0.0,
                                        width, height)
             crop = image_bgr[oy1:max(oy2, oy1 + 1), ox1:max(ox2, ox1 + 1)]
@@ -306,18 +322,24 @@ class SceneMatcher:
             if self.embedder is not None:
                 masked = work.copy()
                 masked[gy1:gy2, gx1:gx2] = work.reshape(-1, 3).mean(axis=0).astype(np.uint8)
-        else:
-            background = np.ones(len(points), bool)
+        points, descriptors = self._keypoints(self.orb, grey, mask)
         embedding = vehicle_embedding = None
         if self.embedder is not None:
             vectors = self.embedder.embed([masked] if crop is None else [masked, crop])
             embedding = vectors[0]
             vehicle_embedding = vectors[1] if crop is not None else None
         return SceneSignature(
-            size=size, vehicle_box=box, points=points[background],
-            descriptors=descriptors[background], vehicle_points=points[inside],
-            vehicle_descriptors=descriptors[inside], patch=patch, embedding=embedding,
-            vehicle_embedding=vehicle_embedding, model_id=self.model_id)
+            size=size, vehicle_box=box, points=points, descriptors=descriptors,
+            vehicle_points=vehicle_points, vehicle_descriptors=vehicle_descriptors, patch=patch,
+            embedding=embedding, vehicle_embedding=vehicle_embedding, model_id=self.model_id)
+
+    @staticmethod
+    def _keypoints(orb: cv2.ORB, grey: np.ndarray,
+                   mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        keypoints, descriptors = orb.detectAndCompute(grey, mask)
+        if descriptors is None or not keypoints:
+            return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+        return np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2), descriptors
 
     def _match(self, da: np.ndarray, db: np.ndarray) -> list[tuple[int, int]]:
         if len(da) < 2 or len(db) < 2:
@@ -360,52 +382,57 @@ class SceneMatcher:
         """Same background, and the same vehicle still in the same place? One score, one reason.
         """
         h, inliers = self._register(a, b)
-        emb = None
-        if a.embedding is not None and b.embedding is not None \
-                and a.embedding.shape == b.embedding.shape:
-            emb = float(np.dot(a.embedding, b.embedding))
-        z = (inliers - INLIER_MID) / INLIER_SCALE
-        if emb is not None:
-            z = min(z, (emb - EMBED_MID) / EMBED_SCALE) if h is not None else z
-        background = _sigmoid(z) if h is not None else min(_sigmoid(z), 0.05)
+        emb = _cosine(a.embedding, b.embedding)
+        background_z = (inliers - INLIER_MID) / INLIER_SCALE
+        if emb is not None:  # a veto only: geometry is the sharper judge of "same place"
+            background_z = min(background_z, (emb - EMBED_VETO_MID) / EMBED_VETO_SCALE)
+        background = _sigmoid(background_z) if h is not None else min(
+            _sigmoid(background_z), NO_TRANSFORM_SCORE)
+        embedded = f", embedding {emb:.2f}" if emb is not None else ""
+        if background < self.threshold:
+            few = len(a.points) < MIN_BACKGROUND_POINTS or len(b.points) < MIN_BACKGROUND_POINTS
+            reason = ("too little background visible to compare" if few
+                      else f"background differs ({inliers} inliers{embedded})")
+        else:
+            reason = f"background matches ({inliers} inliers{embedded})"
         if h is None or a.vehicle_box is None or b.vehicle_box is None:
-            reason = (f"background matches ({inliers} inliers)" if background >= self.threshold
-                      else f"background differs ({inliers} inliers"
-                           + (f", embedding {emb:.2f})" if emb is not None else ")"))
             return SceneMatch(score=background, same_scene=background >= self.threshold,
                               vehicle_moved=None, reason=reason, inliers=inliers,
                               embedding_similarity=emb, background_score=background)
         mapped = _map_box(h, a.vehicle_box)
         iou = float(mapped.iou(Box(*b.vehicle_box))) if mapped is not None else 0.0
-        place = _sigmoid((iou - PLACE_MID) / PLACE_SCALE)
+        place_z = (iou - PLACE_MID) / PLACE_SCALE
+        matched, following = self._vehicle_keypoints(a, b, h)
+        follow = following / matched if matched >= MIN_VEHICLE_MATCHES else None
+        if follow is not None:
+            place_z = min(place_z, (follow - FOLLOW_MID) / FOLLOW_SCALE)
+        place = _sigmoid(place_z)
         patch_sim = (gradient_similarity(*_aligned_patches(a, b, h))
-                     if a.patch is not None and b.patch is not None else None)
-        vemb = None
-        if a.vehicle_embedding is not None and b.vehicle_embedding is not None \
-                and a.vehicle_embedding.shape == b.vehicle_embedding.shape:
-            vemb = float(np.dot(a.vehicle_embedding, b.vehicle_embedding))
-        look_z = (patch_sim - LOOK_MID) / LOOK_SCALE if patch_sim is not None else 10.0
+                     if a.patch is not None and b.patch is not None else 0.0)
+        vemb = _cosine(a.vehicle_embedding, b.vehicle_embedding)
         if vemb is not None:
-            look_z = min(look_z, (vemb - VLOOK_MID) / VLOOK_SCALE)
+            look_z = (PATCH_WEIGHT * patch_sim + vemb - LOOK_MID) / LOOK_SCALE
+        else:
+            look_z = (patch_sim - PATCH_MID) / PATCH_SCALE
         look = _sigmoid(look_z)
         score = min(background, place, look)
-        same = score >= self.threshold
         moved = place < self.threshold
-        if background < self.threshold:
-            reason = f"background differs ({inliers} inliers" + (
-                f", embedding {emb:.2f})" if emb is not None else ")")
-        elif moved:
-            reason = f"vehicle moved against the background (box overlap {iou:.2f})"
-        elif look < self.threshold:
-            reason = "vehicle region changed (vehicle gone or another vehicle)"
-        else:
-            reason = f"same place and vehicle ({inliers} inliers, box overlap {iou:.2f})"
-        return SceneMatch(score=score, same_scene=same,
-                          vehicle_moved=moved or look < self.threshold,
-                          reason=reason, inliers=inliers, embedding_similarity=emb,
-                          background_score=background, place_score=place, look_score=look,
-                          box_iou=iou, patch_similarity=patch_sim,
-                          vehicle_embedding_similarity=vemb)
+        changed = look < self.threshold
+        if background >= self.threshold:
+            if moved:
+                reason = (f"vehicle moved against the background (box overlap {iou:.2f}"
+                          + (f", {following}/{matched} vehicle keypoints follow)"
+                             if follow is not None else ")"))
+            elif changed:
+                reason = "vehicle region changed (vehicle gone or another vehicle)"
+            else:
+                reason = (f"same place and vehicle ({inliers} inliers, box overlap {iou:.2f})")
+        return SceneMatch(score=score, same_scene=score >= self.threshold,
+                          vehicle_moved=moved or changed, reason=reason, inliers=inliers,
+                          embedding_similarity=emb, background_score=background,
+                          place_score=place, look_score=look, box_iou=iou,
+                          patch_similarity=patch_sim, vehicle_embedding_similarity=vemb,
+                          vehicle_keypoints_following=follow)
 
     def match(self, image_a: np.ndarray, box_a: Box | None, image_b: np.ndarray,
               box_b: Box | None) -> SceneMatch:
