@@ -2,7 +2,7 @@
 
 Reproduce the committed model (fixed seed, the numbers are in models/models.toml):
 
-    .venv/bin/python scripts/train_plate_reader.py --seed 0 --samples 160000 --minutes 45 \
+    .venv/bin/python scripts/train_plate_reader.py --seed 0 --samples 120000 --steps 2400 \
         --out models/gotcha-kr-plate-crnn.onnx
 
 Why this design: a small CRNN (conv only, ~1 MB) whose feature map keeps two rows, read one
@@ -223,7 +223,7 @@ def export(model, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0, help="Seed for rendering and training.")
-    parser.add_argument("--samples", type=int, default=160_000, help="Synthetic crops to render.")
+    parser.add_argument("--samples", type=int, default=120_000, help="Synthetic crops to render.")
     parser.add_argument("--workers", type=int, default=2, help="Rendering processes.")
     parser.add_argument("--threads", type=int, default=2, help="Torch CPU threads.")
     parser.add_argument("--batch", type=int, default=128, help="Batch size.")

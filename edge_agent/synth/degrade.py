@@ -35,9 +35,9 @@ def scene_background(height: int, width: int, rng: np.random.Generator) -> np.nd
     base = rng.integers(0, 256, 3).astype(np.float32)
     if rng.random() < 0.6:
         base[:] = rng.integers(0, 256)  # grey/black/white cars are the most common
-    grad = np.linspace(_u(rng, 0.5, 1.1), _u(rng, 0.5, 1.1), height, dtype=np.float32)[:, None]
-    img = np.clip(base[None, None, :] * grad[..., None], 0, 255)
-    img = np.repeat(img, width, axis=1).astype(np.uint8)
+    grad = np.linspace(_u(rng, 0.5, 1.1), _u(rng, 0.5, 1.1), height, dtype=np.float32)
+    column = np.clip(grad[:, None] * base[None, :], 0, 255).astype(np.uint8)  # [H, 3]
+    img = np.ascontiguousarray(np.broadcast_to(column[:, None, :], (height, width, 3)))
     for _ in range(int(rng.integers(0, 5))):
         y = int(rng.integers(0, height))
         color = tuple(int(c) for c in rng.integers(0, 256, 3))
@@ -56,42 +56,45 @@ def place_and_crop(plate: np.ndarray, rng: np.random.Generator, loose: float,
     """Put the plate on a background with perspective ``warp`` (0..~0.15) and crop around it.
 
     ``loose`` is the margin as a fraction of plate height (0 = tight, 1 = a lot of bumper);
-    a tight crop may cut a little of the plate's edge, as detector boxes do.
+    a tight crop may cut a little of the plate's edge, as detector boxes do. Only the cropped
+    area is ever drawn, which keeps this cheap.
     """
     h, w = plate.shape[:2]
-    pad = int(h * 1.5) + 4
-    canvas = scene_background(h + 2 * pad, w + 2 * pad, rng)
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     jitter = rng.uniform(-warp, warp, (4, 2)).astype(np.float32) * np.float32([w, h]) * 0.5
     # a rotation-like shear on top of independent corner jitter
     tilt = _u(rng, -warp, warp) * h
     jitter[:, 1] += np.float32([-tilt, tilt, tilt, -tilt]) * 0.5
-    dst = src + jitter + pad
-    matrix = cv2.getPerspectiveTransform(src, dst)
-    big = (canvas.shape[1], canvas.shape[0])
-    warped = cv2.warpPerspective(plate, matrix, big, flags=cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), matrix, big)
-    canvas[mask > 127] = warped[mask > 127]
+    dst = src + jitter
     x0, y0 = dst.min(axis=0)
     x1, y1 = dst.max(axis=0)
     ph = y1 - y0
     margins = [loose * ph * _u(rng, 0.3, 1.0) for _ in range(4)]
     if loose < 0.05:
         margins = [ph * _u(rng, -0.04, 0.05) for _ in range(4)]
-    cx0 = int(np.clip(x0 - margins[0] * _u(rng, 0.5, 1.5), 0, big[0] - 2))
-    cx1 = int(np.clip(x1 + margins[1] * _u(rng, 0.5, 1.5), cx0 + 2, big[0]))
-    cy0 = int(np.clip(y0 - margins[2], 0, big[1] - 2))
-    cy1 = int(np.clip(y1 + margins[3], cy0 + 2, big[1]))
-    return canvas[cy0:cy1, cx0:cx1].copy()
+    cx0 = int(np.floor(x0 - margins[0] * _u(rng, 0.5, 1.5)))
+    cx1 = max(cx0 + 2, int(np.ceil(x1 + margins[1] * _u(rng, 0.5, 1.5))))
+    cy0 = int(np.floor(y0 - margins[2]))
+    cy1 = max(cy0 + 2, int(np.ceil(y1 + margins[3])))
+    size = (cx1 - cx0, cy1 - cy0)
+    canvas = scene_background(size[1], size[0], rng)
+    matrix = cv2.getPerspectiveTransform(src, dst - np.float32([cx0, cy0]))
+    warped = cv2.warpPerspective(plate, matrix, size, flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), matrix, size)
+    cv2.copyTo(warped, (mask > 127).view(np.uint8), canvas)
+    return canvas
 
 
 def color_jitter(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Exposure, contrast, white balance and gamma of a phone or dash camera."""
-    out = img.astype(np.float32) / 255.0
-    out *= rng.uniform(0.88, 1.12, 3).astype(np.float32)  # white balance
-    out = (out - 0.5) * _u(rng, 0.5, 1.3) + 0.5 + _u(rng, -0.25, 0.2)
-    out = np.clip(out, 0, 1) ** _u(rng, 0.6, 1.6)
-    return (out * 255).astype(np.uint8)
+    gains = rng.uniform(0.88, 1.12, 3)  # white balance
+    contrast, offset, gamma = _u(rng, 0.5, 1.3), _u(rng, -0.25, 0.2), _u(rng, 0.6, 1.6)
+    levels = np.arange(256, dtype=np.float32) / 255.0
+    channels = []
+    for c in range(3):
+        curve = np.clip((levels * gains[c] - 0.5) * contrast + 0.5 + offset, 0, 1) ** gamma
+        channels.append(cv2.LUT(img[..., c], (curve * 255).astype(np.uint8)))
+    return cv2.merge(channels)
 
 
 def shadow(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -155,7 +158,7 @@ def low_resolution(img: np.ndarray, rng: np.random.Generator, min_height: int = 
 def noise(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Sensor noise."""
     sigma = _u(rng, 2, 14)
-    out = img.astype(np.float32) + rng.normal(0, sigma, img.shape).astype(np.float32)
+    out = img.astype(np.float32) + rng.standard_normal(img.shape, dtype=np.float32) * sigma
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

@@ -71,6 +71,11 @@ def _digits(rng: np.random.Generator, n: int) -> str:
     return "".join(str(d) for d in rng.integers(0, 10, n))
 
 
+def _front2(rng: np.random.Generator) -> str:
+    """2-digit front: 01..99 (00 is never issued)."""
+    return f"{int(rng.integers(1, 100)):02d}"
+
+
 def _front3(rng: np.random.Generator) -> str:
     """3-digit front in the passenger/van/truck ranges."""
     return f"{int(rng.integers(100, 1000)):03d}"
@@ -85,23 +90,24 @@ def random_plate_text(rng: np.random.Generator, style: str) -> str:
     commercial = COMMERCIAL_LETTERS[int(rng.integers(len(COMMERCIAL_LETTERS)))]
     number = _digits(rng, 4)
     if style in ("white7", "green2_noregion"):
-        return f"{_digits(rng, 2)}{private}{number}"
+        return f"{_front2(rng)}{private}{number}"
     if style in ("white8", "blue_ev", "green1"):
-        front = _front3(rng) if rng.random() < 0.7 or style == "white8" else _digits(rng, 2)
+        front = _front3(rng) if rng.random() < 0.7 or style == "white8" else _front2(rng)
         letter = private if rng.random() < 0.9 else MILITARY_LETTERS[int(rng.integers(5))]
         return f"{front}{letter}{number}"
     if style in ("white_old2", "green2"):
-        return f"{region}{_digits(rng, 2)}{private}{number}"
+        return f"{region}{_front2(rng)}{private}{number}"
     if style in ("yellow1", "yellow2"):
-        return f"{region}{_digits(rng, 2)}{commercial}{number}"
+        return f"{region}{_front2(rng)}{commercial}{number}"
     if style == "yellow_new":
-        return f"{_digits(rng, int(rng.choice([2, 3])))}{commercial}{number}"
+        front = _front2(rng) if rng.random() < 0.5 else _front3(rng)
+        return f"{front}{commercial}{number}"
     if style == "orange":
         letter = private if rng.random() < 0.7 else commercial
-        return f"{region}{_digits(rng, 2)}{letter}{number}"
+        return f"{region}{_front2(rng)}{letter}{number}"
     if style == "rental":
-        front = _digits(rng, 2) if rng.random() < 0.5 else _front3(rng)
+        front = _front2(rng) if rng.random() < 0.5 else _front3(rng)
         return f"{front}{RENTAL_LETTERS[int(rng.integers(3))]}{number}"
     # delivery
     with_region = rng.random() < 0.5
-    return f"{region if with_region else ''}{_digits(rng, 2)}배{number}"
+    return f"{region if with_region else ''}{_front2(rng)}배{number}"

@@ -135,8 +135,6 @@ def _paint(canvas: np.ndarray, box: Box, face: FontFace, color: Color, bold: int
     gw = max(1, gw)
     glyph = cv2.resize(mask, (gw, bh), interpolation=cv2.INTER_AREA)
     gx = x0 + (bw - gw) // 2
-    if kind == "digit" and box.text == "1":
-        gx = x0 + (bw - gw) // 2 + int(0.1 * bw)
     ys, xs = slice(max(0, y0), min(h, y0 + bh)), slice(max(0, gx), min(w, gx + gw))
     sub = glyph[ys.start - y0: ys.stop - y0, xs.start - gx: xs.stop - gx][..., None]
     region = canvas[ys, xs].astype(np.float32)

@@ -34,8 +34,8 @@ def random_crop(rng: np.random.Generator, style: str | None = None) -> tuple[np.
     img = render_plate(text, style, rng, height=int(rng.integers(48, 120)))
     if rng.random() < 0.35:
         img = degrade.add_frame(img, rng)
-    loose = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.05, 1.0))
-    img = degrade.place_and_crop(img, rng, loose=loose, warp=float(rng.uniform(0.0, 0.18)))
+    loose = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.05, 1.3))
+    img = degrade.place_and_crop(img, rng, loose=loose, warp=float(rng.uniform(0.0, 0.12)))
     img = degrade.color_jitter(img, rng)
     for fn, p in ((degrade.shadow, 0.25), (degrade.glare, 0.15), (degrade.dirt, 0.2),
                   (degrade.blur, 0.5)):
