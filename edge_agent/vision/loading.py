@@ -167,10 +167,11 @@ def warmup_feed(session: ort.InferenceSession, spec: ModelSpec) -> dict[str, np.
 def warm_up(session: ort.InferenceSession, spec: ModelSpec) -> float:
     """Run the model once on zeros and return the milliseconds it took.
 
-    Why: onnxruntime allocates its memory arenas and picks kernels on the first run, and the
-    TensorRT provider builds its engine then (minutes on a Jetson without an engine cache).
-    Doing it at load keeps that cost off the first real frame, whose latency the lifecycle
-    and the benchmarks measure, and makes a model that loads but cannot run fail at start.
+    Why: the first run is the expensive one. onnxruntime allocates its memory arenas then; the
+    CUDA provider also allocates GPU memory and picks convolution algorithms, and the TensorRT
+    provider builds its engine (minutes on a Jetson without an engine cache). Doing it at load
+    keeps that cost off the first real frame, whose latency the lifecycle and the benchmarks
+    measure, and makes a model that loads but cannot run fail at start, not mid-patrol.
     """
     feed = warmup_feed(session, spec)
     start = time.perf_counter()
