@@ -138,3 +138,23 @@ def test_real_detector_blurs_the_person_in_a_korean_street_photo() -> None:
     for box in people:
         x1, y1, x2, y2 = (int(v) for v in (box.x1, box.y1, box.x2, box.y2))
         assert _detail(redacted[y1:y2, x1:x2]) < 0.3 * _detail(original[y1:y2, x1:x2])
+
+
+def test_png_evidence_becomes_a_jpeg_copy_with_its_time() -> None:
+    from PIL import Image
+
+    from edge_agent.upload.privacy import is_jpeg, to_upload_jpeg
+
+    when = datetime(2026, 11, 25, 1, 2, 3, tzinfo=UTC)
+    jpeg_with_exif = write_exif(_jpeg(_noise()), when, GeoPoint(37.5, 127.0))
+    exif_block = piexif.dump(piexif.load(jpeg_with_exif))
+    buffer = io.BytesIO()
+    Image.fromarray(_noise()[:, :, ::-1]).save(buffer, format="PNG", exif=exif_block)
+    png = buffer.getvalue()
+    assert not is_jpeg(png)
+    out = to_upload_jpeg(png)
+    assert is_jpeg(out) and _decode(out).shape == (240, 320, 3)
+    assert read_exif(out).captured_at == when
+    assert to_upload_jpeg(jpeg_with_exif) is jpeg_with_exif
+    blurred = redact_photo(png, None, [], [Box(0, 0, 50, 50)])
+    assert is_jpeg(blurred) and read_exif(blurred).captured_at == when

@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import piexif
 
+from edge_agent.config import GotchaConfig
 from edge_agent.errors import BadInputError
-from edge_agent.io.exif import read_exif
-from edge_agent.io.photo import apply_orientation
+from edge_agent.io.exif import write_exif
+from edge_agent.io.photo import decode_photo, photo_exif
 from edge_agent.results import Box
 
 log = logging.getLogger(__name__)
@@ -64,17 +65,17 @@ def blur_regions(image_bgr: np.ndarray, boxes: Sequence[Box],
     return out
 
 
-def _decode_upright(data: bytes) -> tuple[np.ndarray, int]:
-    buffer = np.frombuffer(data, np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise BadInputError("photo to redact cannot be decoded; the stored evidence photo is "
-                            "damaged, check the store with `gotcha reports show`")
+def _decode_upright(data: bytes) -> np.ndarray:
+    """The upright BGR image of a stored photo (JPEG, PNG or HEIC), as the pipeline saw it."""
     try:
-        orientation = read_exif(data).orientation
-    except Exception:  # EXIF damage must not stop a redaction; treat as upright
-        orientation = 1
-    return apply_orientation(image, orientation), orientation
+        return decode_photo(data, GotchaConfig(), name="evidence photo").image
+    except BadInputError as exc:
+        raise BadInputError(f"photo to redact cannot be decoded ({exc}); the stored evidence "
+                            "photo is damaged, check it with `gotcha reports show`") from exc
+
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff"
 
 
 def _exif_for_copy(data: bytes) -> bytes | None:
@@ -107,31 +108,46 @@ def redact_photo(jpeg_bytes: bytes, keep_plate_box: Box | None, other_plate_boxe
     """The upload copy: people and other plates blurred, the reported plate left sharp.
 
     Boxes are in the upright (orientation-applied) photo, as the vision pipeline gives them.
-    With nothing to blur the original bytes come back untouched (same sha256 as the evidence).
+    With nothing to blur a JPEG comes back untouched (same sha256 as the evidence); a PNG or
+    HEIC photo always becomes a JPEG copy.
     The reported plate is restored after blurring, so a person box overlapping it cannot hide
     it; EXIF (time, GPS) is kept with orientation 1 and without the thumbnail.
     """
     others = [b for b in other_plate_boxes
               if keep_plate_box is None or b.iou(keep_plate_box) < KEEP_PLATE_IOU]
     boxes = [*others, *person_boxes]
-    if not boxes:
+    if not boxes and is_jpeg(jpeg_bytes):
         return jpeg_bytes
-    image, _ = _decode_upright(jpeg_bytes)
-    redacted = blur_regions(image, boxes)
-    if keep_plate_box is not None:
+    image = _decode_upright(jpeg_bytes)
+    redacted = blur_regions(image, boxes) if boxes else image
+    if keep_plate_box is not None and boxes:
         height, width = image.shape[:2]
         x1, y1, x2, y2 = _pixel_box(keep_plate_box, width, height, 0.0)
         redacted[y1:y2, x1:x2] = image[y1:y2, x1:x2]
     ok, encoded = cv2.imencode(".jpg", redacted, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise BadInputError("could not encode the redacted photo as JPEG")
-    out = encoded.tobytes()
-    exif = _exif_for_copy(jpeg_bytes)
-    if exif is not None:
+    return _with_exif(encoded.tobytes(), jpeg_bytes)
+
+
+def to_upload_jpeg(data: bytes) -> bytes:
+    """JPEG bytes as they are; a PNG or HEIC evidence photo as a JPEG copy (keys are .jpg)."""
+    return data if is_jpeg(data) else redact_photo(data, None, [], [])
+
+
+def _with_exif(out: bytes, original: bytes) -> bytes:
+    """Carry the original's EXIF time and place over to the re-encoded copy."""
+    if is_jpeg(original):
+        exif = _exif_for_copy(original)
+        if exif is None:
+            return out
         buffer = io.BytesIO()
         piexif.insert(exif, out, buffer)
-        out = buffer.getvalue()
-    return out
+        return buffer.getvalue()
+    info = photo_exif(original)
+    if info.captured_at is None:
+        return out
+    return write_exif(out, info.captured_at, info.location)
 
 
 Redactor = Callable[[bytes, Box | None], bytes]
@@ -184,7 +200,7 @@ class DetectingRedactor:
     def __call__(self, data: bytes, keep_plate_box: Box | None) -> bytes:
         if self.find_people is None and self.find_plates is None and self.find_regions is None:
             return data
-        image, _ = _decode_upright(data)
+        image = _decode_upright(data)
         plates: list[Box] = []
         people: list[Box] = []
         if self.find_regions is not None:

@@ -31,7 +31,7 @@ from cloud_sync.manifest import (
 from edge_agent.errors import BadInputError, StoreError, UploadError
 from edge_agent.results import Box, GeoPoint
 from edge_agent.upload.object_store import ObjectStore, TransientStoreError, sha256_hex
-from edge_agent.upload.privacy import Redactor
+from edge_agent.upload.privacy import Redactor, to_upload_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -317,9 +317,10 @@ class Uploader:
         prefix = report.prefix
         entries = []
         for name, photo in zip(PHOTO_NAMES, report.photos, strict=True):
-            data = photo.data
             if self.redactor is not None:
-                data = self.redactor(data, photo.plate_box)
+                data = self.redactor(photo.data, photo.plate_box)
+            else:
+                data = to_upload_jpeg(photo.data)
             key = prefix + name
             self._ensure(key, data, {"report-id": report.report_id}, result)
             entries.append({"sha256": sha256_hex(data), "captured_at": photo.captured_at,
