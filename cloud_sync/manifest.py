@@ -288,7 +288,10 @@ def _type(value: object) -> str:
 def _number(value: object, name: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ManifestError(f"{name} must be a number, got {_type(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ManifestError(f"{name} is out of range [{low:g}, {high:g}]") from None
     if not math.isfinite(value) or not (low <= value <= high):
         raise ManifestError(f"{name} {value} is out of range [{low:g}, {high:g}]")
     return value
@@ -316,6 +319,17 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float, or None (not a number, bool, NaN/inf, too big)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _embedding(value: object, name: str) -> tuple[float, ...] | None:
     if value is None:
         return None
@@ -326,9 +340,10 @@ def _embedding(value: object, name: str) -> tuple[float, ...] | None:
         raise ManifestError(f"{name} has {len(value)} values; at most {MAX_EMBEDDING_DIM}")
     out = []
     for i, v in enumerate(value):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        number = _finite(v)
+        if number is None:
             raise ManifestError(f"{name}[{i}] must be a finite number, got {_short(v)}")
-        out.append(float(v))
+        out.append(number)
     return tuple(out)
 
 

@@ -229,6 +229,23 @@ BAD = [
     (_set("models.vehicle_detector", "x" * 500), "models.vehicle_detector"),
     (_set("owner", "me"), "unknown field(s) owner"),
     (_set("zone", _DELETE), "missing field(s) zone"),
+    (_set("plate_confidence", 10 ** 400), "out of range"),
+    (_set("location.lat", -10 ** 400), "out of range"),
+    (_set("photos.0.plate_box", [0, 0, 10 ** 400, 10]), "plate_box[2]"),
+    (_set("photos.0.scene_embedding", [0.1, 10 ** 400]), "scene_embedding[1]"),
+    (_set("photos.0.scene_embedding", [True]), "scene_embedding[0]"),
+    (_set("photos.0.scene_embedding", "0.1,0.2"), "scene_embedding"),
+    (_set("first_seen_at", "2026-11-25T23:59:60Z"), "not a real date"),
+    (_set("first_seen_at", "2026-11-25T23:58:30.1234567Z"), "ISO 8601 UTC"),
+    (_set("first_seen_at", "2026-11-25t23:58:30z"), "ISO 8601 UTC"),
+    (_set("photos.0.key", None), "photos[0].key must be a string"),
+    (_set("models", None), "models must be an object"),
+    (_set("models.scene_embedder", ""), "models.scene_embedder"),
+    (_set("plate", "외교 001-075"), "not normalised"),
+    (_set("plate", ""), "plate must be 1-32"),
+    (_set("device_id", "dev 01"), "device_id"),
+    (_set("report_id", "3f2b8c1e5a4d4e8f9b7a1c2d3e4f5a6b"), "UUID"),
+    (_set("report_id", "{3f2b8c1e-5a4d-4e8f-9b7a-1c2d3e4f5a6b}"), "UUID"),
 ]
 
 
@@ -256,6 +273,10 @@ def test_bad_manifests_are_rejected_with_a_reason(mutate, fragment: str) -> None
     (b'{"schema": "gotcha.report/1", "schema": "gotcha.report/1"}', "appears twice"),
     (b'{"schema": "gotcha.report/1", "scene_score": NaN}', "not strict JSON"),
     (b"[" * 100_000, "not JSON"),
+    (b"\xef\xbb\xbf{}", "not JSON"),  # a byte-order mark
+    (b"null", "must be a JSON object"),
+    (b'{"schema": "gotcha.report/1"} trailing', "not JSON"),
+    (b'{"schema": "gotcha.report/1", "plate_confidence": Infinity}', "not strict JSON"),
     (b'{"schema": "gotcha.report/1", "pad": "' + b"x" * MAX_MANIFEST_BYTES + b'"}', "limit"),
 ])
 def test_bad_bytes(data: bytes, fragment: str) -> None:
