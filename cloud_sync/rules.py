@@ -84,6 +84,17 @@ def _utc(t: datetime, name: str) -> datetime:
     return t.astimezone(UTC)
 
 
+def _finite(value: object) -> float | None:
+    """A finite float, or None for None, NaN, infinities and non-numbers (unknown values)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def reporting_deadline(first_seen_at: datetime) -> datetime:
     """24:00 KST of the day after the first photo, as an aware UTC datetime."""
     local_day = _utc(first_seen_at, "first_seen_at").astimezone(KST).date()
@@ -226,14 +237,15 @@ class Rules:
         if interval > self.max_interval_s:
             reasons.append(f"interval {interval:.0f} s is longer than the "
                            f"{self.max_interval_s:.0f} s maximum")
-        if distance_m is None or not math.isfinite(distance_m):
+        distance_m, scene_score = _finite(distance_m), _finite(scene_score)
+        if distance_m is None:
             reasons.append("distance between the photos is unknown (no location)")
         elif distance_m < 0:
             reasons.append(f"distance {distance_m} m is negative")
         elif not self.same_spot(distance_m):
             reasons.append(f"photos {distance_m:.1f} m apart, more than the {self.radius_m:g} m "
                            "same-spot radius")
-        if scene_score is None or not math.isfinite(scene_score):
+        if scene_score is None:
             reasons.append("no scene comparison score")
         elif not self.scene_matches(scene_score):
             reasons.append(f"scene mismatch: score {scene_score:.3f} below the threshold "
