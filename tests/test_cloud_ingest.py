@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,10 +17,11 @@ from cloud_helpers import (
     put_manifest,
     put_photos,
     query,
+    settings,
     upload,
 )
 
-from cloud_sync import ingest
+from cloud_sync import db, ingest
 from cloud_sync.errors import EventError, PhotosNotReadyError
 from cloud_sync.events import parse_s3_event, s3_event, s3_event_record
 
@@ -259,3 +261,31 @@ def test_hangul_and_time_round_trip(s3, conn):
     assert row["plate"] == "경기34바5678" and row["plate_use"] == "commercial"
     assert row["confirmed_at"] == confirmed.replace(tzinfo=None)
     assert row["first_seen_at"] == (confirmed - timedelta(seconds=90)).replace(tzinfo=None)
+
+
+def test_same_event_delivered_concurrently_inserts_once(s3, conn, mysql_database):
+    """Two Lambda instances get the same event at once: one row, the other a replay."""
+    event = upload(s3, make_report())
+    outcomes, errors = [], []
+    barrier = threading.Barrier(4)
+
+    def deliver():
+        own = db.connect(settings(mysql_database))
+        try:
+            barrier.wait()
+            summary = ingest.handle_event(event, own, s3)
+            outcomes.append("accepted" if summary["accepted"] else "replayed")
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=deliver, name=f"lambda-{i}") for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert sorted(outcomes) == ["accepted", "replayed", "replayed", "replayed"]
+    assert len(temporary(conn)) == 1
+    assert query(conn, "SELECT reports FROM devices") == [{"reports": 1}]
