@@ -65,6 +65,15 @@ def tiles(width: int, height: int, grid: int = 2, overlap: float = 0.25
     return out
 
 
+def owner_of(plate: Box, vehicles: list[Vehicle]) -> int | None:
+    """The vehicle whose box holds the plate's centre (the smallest, when boxes nest); None
+    when the plate lies in a search margin only, e.g. on a neighbouring, undetected car."""
+    cx, cy = plate.center
+    holders = [i for i, v in enumerate(vehicles)
+               if v.box.x1 <= cx <= v.box.x2 and v.box.y1 <= cy <= v.box.y2]
+    return min(holders, key=lambda i: vehicles[i].box.area) if holders else None
+
+
 class PlateLocator:
     """``locate(image_bgr, vehicles) -> list[LocatedPlate]``."""
 
@@ -139,7 +148,7 @@ class PlateLocator:
         height, width = image.shape[:2]
         margin = self.vision.plate_vehicle_margin
         order = sorted(range(len(vehicles)), key=lambda i: vehicles[i].box.area, reverse=True)
-        boxes, scores, owners, sources = [], [], [], []
+        boxes, scores, sources = [], [], []
         for index in order[:MAX_VEHICLES]:
             region = expand(vehicles[index].box, margin, margin, width, height)
             x1, y1 = int(region.x1), int(region.y1)
@@ -152,7 +161,6 @@ class PlateLocator:
                 for box, score in zip(found.boxes.tolist(), found.scores.tolist(), strict=True):
                     boxes.append(box)
                     scores.append(score)
-                    owners.append(index)
                     sources.append("detector")
             else:
                 candidates = self._text_candidates(crop, (x1, y1))
@@ -160,13 +168,16 @@ class PlateLocator:
                     box, score = candidates[0]
                     boxes.append([box.x1, box.y1, box.x2, box.y2])
                     scores.append(score)
-                    owners.append(index)
                     sources.append("text")
         if not boxes:
             return []
         arr = np.asarray(boxes, np.float32)
         keep = yolo.nms(arr, np.asarray(scores, np.float32), PLATE_NMS_IOU)
-        return [(Box(*arr[k].tolist()), float(scores[k]), owners[k], sources[k]) for k in keep]
+        out = []
+        for k in keep:
+            box = Box(*arr[k].tolist())
+            out.append((box, float(scores[k]), owner_of(box, vehicles), sources[k]))
+        return out
 
     def _in_frame(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
         """Whole-frame search, cheapest pass first; stops at the first pass that finds one."""
