@@ -23,6 +23,14 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from edge_agent.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    ConfigOption,
+    JsonOption,
+    cli_errors,
+    get_config,
+)
 from edge_agent.errors import BadInputError
 from edge_agent.evaluation.scene_pairs import (
     ScenePair,
@@ -336,14 +344,6 @@ def _table(report: dict[str, Any]) -> str:
 
 def register_scenes(eval_app: typer.Typer) -> None:
     """Add `scenes` to the `gotcha eval` group."""
-    from edge_agent.cli.common import (
-        EXIT_OK,
-        EXIT_SOME_FAILED,
-        ConfigOption,
-        JsonOption,
-        cli_errors,
-        get_config,
-    )
 
     @eval_app.command("scenes")
     def scenes(
