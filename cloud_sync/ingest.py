@@ -148,7 +148,7 @@ def ingest_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any) -> Outcome:
         photo_problem = _check_photos(s3, obj.bucket, report)
     except Rejected as exc:
         reason = str(exc)[:MAX_REASON]
-        _record_rejected(conn, obj, reason, _peek_ids(body))
+        _record_rejected(conn, obj, reason, _peek_ids(body), settle_waiting=True)
         log.warning("rejected s3://%s/%s: %s", obj.bucket, obj.key, reason)
         return Outcome("rejected", obj.key, reason)
     row = _row(obj, body, report, waiting_reason=photo_problem)
@@ -311,7 +311,13 @@ def _touch_device(cur: db.pymysql.cursors.DictCursor, row: dict[str, Any]) -> No
 
 
 def _record_rejected(conn: db.Connection, obj: S3ObjectEvent, reason: str,
-                     ids: tuple[str | None, str | None]) -> None:
+                     ids: tuple[str | None, str | None], *, settle_waiting: bool = False
+                     ) -> None:
+    """Record a rejected event, once per (bucket, key, ETag, reason).
+
+    ``settle_waiting``: a report left ``waiting`` by an earlier delivery of this manifest
+    (its photos were missing) is rejected too, so no row stays waiting for ever.
+    """
     event_hash = hashlib.sha256("\x00".join(
         (obj.bucket, obj.key, obj.etag or "", reason)).encode("utf-8")).hexdigest()
     received = db.db_time(obj.event_time) if obj.event_time else db.utc_now()
@@ -323,6 +329,11 @@ def _record_rejected(conn: db.Connection, obj: S3ObjectEvent, reason: str,
                     "ON DUPLICATE KEY UPDATE id = id",
                     (event_hash, obj.bucket, obj.key[:1024], (obj.etag or "")[:80] or None,
                      ids[0], ids[1], reason[:MAX_REASON], received))
+        if settle_waiting and ids[0] and ids[1]:
+            cur.execute("UPDATE `temporary` SET status = 'rejected', reason = %s, "
+                        "processed_at = %s WHERE report_id = %s AND device_id = %s "
+                        "AND manifest_key = %s AND status = 'waiting'",
+                        (reason[:MAX_REASON], db.utc_now(), ids[0], ids[1], obj.key))
 
     db.run_transaction(conn, work)
 

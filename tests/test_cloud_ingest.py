@@ -135,6 +135,19 @@ def test_manifest_before_its_photos_waits_then_is_accepted(s3, conn):
     assert row["status"] == "pending" and row["reason"] is None
 
 
+def test_waiting_report_whose_photos_turn_up_wrong_is_rejected(s3, conn):
+    report = make_report()
+    event = event_for(s3, BUCKET, put_manifest(s3, report))
+    with pytest.raises(PhotosNotReadyError):
+        ingest.handle_event(event, conn, s3)
+    for key in report.photos:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"\xff\xd8 not the evidence")
+    assert ingest.handle_event(event, conn, s3)["rejected"] == 1
+    [row] = temporary(conn)
+    assert row["status"] == "rejected" and "sha256" in row["reason"]
+    assert len(rejected(conn)) == 1
+
+
 def test_photo_with_other_content_is_rejected(s3, conn):
     report = make_report()
     key = next(iter(report.photos))
