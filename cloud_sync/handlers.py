@@ -64,7 +64,8 @@ def promote_handler(event: dict[str, Any] | None = None, context: Any = None) ->
     budget_s = None
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         budget_s = max(0.0, (context.get_remaining_time_in_millis() - PROMOTE_SAFETY_MS) / 1000)
+    max_batches = event.get("max_batches")
     result = promote.promote_pending(
         connection(), rules=DEFAULT_RULES, batch_size=int(event.get("batch_size", 200)),
-        max_batches=event.get("max_batches"), time_budget_s=budget_s)
+        max_batches=None if max_batches is None else int(max_batches), time_budget_s=budget_s)
     return result.as_dict()
