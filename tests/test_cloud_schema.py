@@ -100,3 +100,26 @@ def test_dashboard_views(conn):
 ])
 def test_split_sql(text, statements):
     assert db.split_sql(text) == statements
+
+
+def test_database_name_is_quoted_not_executed(mariadb_server):
+    """--create-database with a hostile name creates exactly that (odd) database, nothing else."""
+    import uuid
+
+    name = f"gotcha_t`; DROP DATABASE mysql; -- {uuid.uuid4().hex[:6]}"
+    s = db.DbSettings(host=mariadb_server["host"], port=mariadb_server["port"],
+                      user=mariadb_server["user"], password=mariadb_server["password"],
+                      database=name)
+    try:
+        db.init_db(s, create_database=True)
+        conn = db.connect(s)
+        assert len(query(conn, "SELECT * FROM zones")) == 7
+        conn.close()
+        admin = db.connect(s, database=False)
+        names = {r["Database"] for r in query(admin, "SHOW DATABASES")}
+        assert name in names and "mysql" in names
+    finally:
+        admin = db.connect(s, database=False)
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {db.quote_identifier(name)}")
+        admin.close()
