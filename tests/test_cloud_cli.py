@@ -103,3 +103,11 @@ def test_event_file_and_scan_are_exclusive(app, env, tmp_path):
     assert run(app, "cloud", "init-db").exit_code == 0
     result = CliRunner().invoke(app, ["cloud", "ingest", str(bad)])
     assert result.exit_code == 2 and "no Records" in result.output
+
+
+def test_unreachable_s3_is_one_line_exit_2(app, env):
+    assert run(app, "cloud", "init-db").exit_code == 0
+    result = CliRunner().invoke(app, ["cloud", "ingest", "--scan", "--endpoint-url",
+                                      "http://127.0.0.1:1"])
+    assert result.exit_code == 2 and "S3 error" in result.output
+    assert "Traceback" not in result.output

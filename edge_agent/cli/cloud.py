@@ -41,8 +41,9 @@ Region = Annotated[str | None, typer.Option("--region", help="AWS region (defaul
 
 @contextlib.contextmanager
 def _cloud_errors() -> Iterator[None]:
-    """CloudError (and a failed MySQL statement) -> one line on stderr, exit code 2."""
+    """CloudError, a failed MySQL statement or an S3 failure -> one line, exit code 2."""
     import pymysql
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from cloud_sync.errors import CloudError
 
@@ -53,6 +54,9 @@ def _cloud_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_ERROR) from None
     except pymysql.err.MySQLError as exc:
         error(f"database error: {exc.args[-1] if exc.args else exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    except (BotoCoreError, ClientError) as exc:
+        error(f"S3 error: {exc}; check --endpoint-url/--bucket and AWS credentials")
         raise typer.Exit(EXIT_ERROR) from None
 
 
