@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cloud_helpers import fresh_db, query, settings
 
-from cloud_sync import db
+from cloud_sync import db, ingest, promote
 from cloud_sync.rules import DEFAULT_RULES, RESIDENT_REPORT_ZONES, ZONE_RULES, ZONES
 
 
@@ -123,3 +125,33 @@ def test_database_name_is_quoted_not_executed(mariadb_server):
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {db.quote_identifier(name)}")
         admin.close()
+
+
+# Syntax only one of MySQL 8 / MariaDB 10.11 has (tests here run on MariaDB only).
+ONE_SIDED = {
+    r"\bRETURNING\b": "MariaDB only",
+    r"CREATE\s+OR\s+REPLACE\s+TABLE": "MariaDB only",
+    r"CREATE\s+(UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS": "MariaDB only",
+    r"\bSEQUENCE\b": "MariaDB only",
+    r"\bINET6\b|\bUUID\s+(NOT\s+)?NULL|\bUUID\s*,": "MariaDB only column types",
+    r"utf8mb4_0900": "MySQL 8 only collation",
+    r"\)\s+AS\s+new\b": "MySQL 8.0.19+ row alias",
+    r"\bLATERAL\b|\bINVISIBLE\b": "MySQL 8 only",
+    r"\bVALUES\s*\(\s*\w+\s*\)\s*(,|$)": "VALUES() in ON DUPLICATE KEY UPDATE (MySQL deprecates)",
+}
+
+
+def _sql_texts():
+    texts = {p.name: p.read_text(encoding="utf-8") for p in db.SQL_DIR.glob("*.sql")}
+    for module in (ingest, promote):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        texts[module.__name__] = "\n".join(re.findall(r'"([^"\n]*)"', source))
+    return texts
+
+
+@pytest.mark.parametrize("pattern", sorted(ONE_SIDED))
+def test_sql_avoids_one_sided_syntax(pattern):
+    for name, text in _sql_texts().items():
+        no_comments = re.sub(r"--[^\n]*", "", text)
+        match = re.search(pattern, no_comments, re.IGNORECASE | re.MULTILINE)
+        assert match is None, f"{name}: {match.group(0)!r} is {ONE_SIDED[pattern]}"
