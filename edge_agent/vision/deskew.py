@@ -16,7 +16,7 @@ from edge_agent.results import Box
 from edge_agent.vision.text_detector import order_quad, quad_size
 
 SEARCH_MARGIN = 0.12  # look this much around the box: detector boxes often clip a corner
-MIN_COVER = 0.45  # a found outline must cover this share of the detector box
+MIN_COVER = 0.45  # a found outline's extent must cover this share of the detector box
 MIN_BOX_IOU = 0.55  # the outline's bounding box must agree this well with the detector box
 ASPECT_RANGE = (1.1, 7.5)  # long/short side of any plate format (two-line ~2, one-line ~4.7)
 
@@ -55,7 +55,8 @@ def _best_outline(contours, shape: tuple[int, ...], box_area: float) -> np.ndarr
     hulls = sorted((cv2.convexHull(c) for c in contours), key=cv2.contourArea, reverse=True)
     for hull in hulls[:5]:
         area = cv2.contourArea(hull)
-        if area < MIN_COVER * box_area or area > 0.9 * region_area:
+        _, _, bw, bh = cv2.boundingRect(hull)  # a tilted plate fills little of its box
+        if bw * bh < MIN_COVER * box_area or area > 0.9 * region_area:
             continue
         rect = cv2.minAreaRect(hull)
         w, h = rect[1]
