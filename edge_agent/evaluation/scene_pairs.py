@@ -32,6 +32,8 @@ from edge_agent.results import Box
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 GEN_MAX_SIDE = 1280  # generated pairs are built at this size (a phone photo, downscaled)
 MIN_VEHICLE_AREA = 0.01  # of the photo; smaller "vehicles" are background clutter
+MAX_VEHICLE_AREA = 0.6  # of the photo; a larger vehicle leaves too little background
+PER_CASE = 2  # generated pairs of each case per photo
 FRAME_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{2})_(\d{2})_(\d{2})$")
 
 
@@ -258,9 +260,21 @@ def main_vehicle(boxes: list[Box], size: tuple[int, int]) -> Box | None:
     return max(big, key=lambda b: b.area) if big else None
 
 
-def generated_pairs(photo: Path, image: np.ndarray, box: Box, other: tuple[Path, np.ndarray, Box],
+def shows_background(box: Box, size: tuple[int, int]) -> bool:
+    """Whether the photo shows enough background around the vehicle to be evidence of a place.
+
+    A close-up the vehicle fills tells nothing about where it stands; the matcher answers "too
+    little background visible", and such a photo is no same-spot positive.
+    """
+    w, h = size
+    return box.clip(w, h).area <= MAX_VEHICLE_AREA * w * h
+
+
+def generated_pairs(photo: Path, image: np.ndarray, box: Box,
+                    others: list[tuple[Path, np.ndarray, Box]],
                     rng: np.random.Generator) -> Iterator[ScenePair]:
-    """Two positives and up to two negatives built from one photo (already resized)."""
+    """PER_CASE re-shots, PER_CASE with a passer-by, PER_CASE with the vehicle moved (when the
+    photo has room), and one pair against each of ``others``; from one photo (resized)."""
     size = (image.shape[1], image.shape[0])
     group = str(photo)
     base = View(f"{photo}", _fixed(image), box)
@@ -269,24 +283,25 @@ def generated_pairs(photo: Path, image: np.ndarray, box: Box, other: tuple[Path,
         warped, moved_box = _warp(img, camera_move(size, rng), b, rng)
         return sensor(light_change(warped, rng), rng), moved_box
 
-    img, b = reshoot(image, box)
-    yield ScenePair("generated", "shift-light", True, base, View(f"{photo}~shift", _fixed(img), b),
-                    group)
-    img, b = reshoot(image, box)
-    img = passer_by(img, b, rng)
-    yield ScenePair("generated", "passer-by", True, base, View(f"{photo}~person", _fixed(img), b),
-                    group)
-    moved = move_vehicle(image, box, rng)
-    if moved is not None:
-        img, b = reshoot(*moved)
-        yield ScenePair("generated", "moved", False, base, View(f"{photo}~moved", _fixed(img), b),
-                        group)
-    other_path, other_image, other_box = other
-    o_size = (other_image.shape[1], other_image.shape[0])
-    warped, b = _warp(other_image, camera_move(o_size, rng), other_box, rng)
-    img = sensor(light_change(warped, rng), rng)
-    yield ScenePair("generated", "other-scene", False, base,
-                    View(f"{photo}~other~{other_path.name}", _fixed(img), b), group)
+    for n in range(PER_CASE):
+        img, b = reshoot(image, box)
+        yield ScenePair("generated", "shift-light", True, base,
+                        View(f"{photo}~shift{n}", _fixed(img), b), group)
+        img, b = reshoot(image, box)
+        img = passer_by(img, b, rng)
+        yield ScenePair("generated", "passer-by", True, base,
+                        View(f"{photo}~person{n}", _fixed(img), b), group)
+        moved = move_vehicle(image, box, rng)
+        if moved is not None:
+            img, b = reshoot(*moved)
+            yield ScenePair("generated", "moved", False, base,
+                            View(f"{photo}~moved{n}", _fixed(img), b), group)
+    for n, (other_path, other_image, other_box) in enumerate(others):
+        o_size = (other_image.shape[1], other_image.shape[0])
+        warped, b = _warp(other_image, camera_move(o_size, rng), other_box, rng)
+        img = sensor(light_change(warped, rng), rng)
+        yield ScenePair("generated", "other-scene", False, base,
+                        View(f"{photo}~other{n}~{other_path.name}", _fixed(img), b), group)
 
 
 def list_photos(root: Path) -> tuple[list[Path], list[Path]]:

@@ -33,12 +33,14 @@ from edge_agent.cli.common import (
 )
 from edge_agent.errors import BadInputError
 from edge_agent.evaluation.scene_pairs import (
+    PER_CASE,
     ScenePair,
     generated_pairs,
     list_photos,
     main_vehicle,
     real_pairs,
     resize_for_generation,
+    shows_background,
 )
 from edge_agent.results import Box
 from edge_agent.vision.scene import SceneMatch, SceneMatcher, SceneSignature
@@ -207,9 +209,13 @@ def _run_generated(photos: list[Path], detect: Detect, rng: np.random.Generator,
             return None
         image, _ = resize_for_generation(raw)
         if path not in boxes:
-            box = main_vehicle(detect(image), (image.shape[1], image.shape[0]))
-            if box is None:
-                skipped.append(f"{path}: no vehicle large enough")
+            size = (image.shape[1], image.shape[0])
+            box = main_vehicle(detect(image), size)
+            why = ("no vehicle large enough" if box is None
+                   else None if shows_background(box, size)
+                   else "the vehicle fills the frame (no background to compare)")
+            if why is not None or box is None:
+                skipped.append(f"{path}: {why}")
                 unusable.add(path)
                 return None
             boxes[path] = box
@@ -223,18 +229,19 @@ def _run_generated(photos: list[Path], detect: Detect, rng: np.random.Generator,
         image = load(photo)
         if image is None:
             continue
-        others = [p for p in order[index + 1:] + order[:index]
-                  if not (_fixed_camera(photo) and p.parent == photo.parent)]
-        other = None
-        for candidate in others[:8]:
+        others = []
+        for candidate in order[index + 1:] + order[:index]:
+            if len(others) == PER_CASE:
+                break
+            if _fixed_camera(photo) and candidate.parent == photo.parent:
+                continue  # frames of one fixed camera show the same place
             other_image = load(candidate)
             if other_image is not None:
-                other = (candidate, other_image, boxes[candidate])
-                break
-        if other is None:
+                others.append((candidate, other_image, boxes[candidate]))
+        if not others:
             skipped.append(f"{photo}: no other photo with a vehicle")
             continue
-        for pair in generated_pairs(photo, image, boxes[photo], other, rng):
+        for pair in generated_pairs(photo, image, boxes[photo], others, rng):
             run(pair)
             made += 1
         cache.forget(str(photo))

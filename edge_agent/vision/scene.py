@@ -407,8 +407,12 @@ class SceneMatcher:
         if follow is not None:
             place_z = min(place_z, (follow - FOLLOW_MID) / FOLLOW_SCALE)
         place = _sigmoid(place_z)
-        patch_sim = (gradient_similarity(*_aligned_patches(a, b, h))
-                     if a.patch is not None and b.patch is not None else 0.0)
+        patch_sim = 0.0
+        if a.patch is not None and b.patch is not None:
+            # Through the homography, and as they are: a fixed camera needs no alignment, and a
+            # homography fitted to a busy lot can be a few pixels off at one space.
+            patch_sim = max(gradient_similarity(*_aligned_patches(a, b, h)),
+                            gradient_similarity(a.patch, b.patch))
         vemb = _cosine(a.vehicle_embedding, b.vehicle_embedding)
         if vemb is not None:
             look_z = (PATCH_WEIGHT * patch_sim + vemb - LOOK_MID) / LOOK_SCALE
