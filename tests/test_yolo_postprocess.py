@@ -207,3 +207,14 @@ def test_tiles_cover_the_frame() -> None:
     for x1, y1, x2, y2 in parts:
         covered[y1:y2, x1:x2] = True
     assert covered.all()
+
+
+def test_text_plate_quad_follows_the_tilt() -> None:
+    from edge_agent.vision.plate_locator import text_plate_quad
+
+    line = cv2.boxPoints(((150.0, 100.0), (160.0, 30.0), -35.0))  # a text line tilted 35 deg
+    quad = text_plate_quad(line, 400, 300)
+    top = quad[1] - quad[0]
+    assert math.degrees(math.atan2(top[1], top[0])) == pytest.approx(-35, abs=1)
+    assert np.hypot(*top) == pytest.approx(160 * 1.12, rel=0.02)  # grown by the border
+    assert np.hypot(*(quad[3] - quad[0])) == pytest.approx(30 * 1.36, rel=0.02)

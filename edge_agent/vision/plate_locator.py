@@ -13,6 +13,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from edge_agent.config import GotchaConfig
@@ -20,8 +21,8 @@ from edge_agent.errors import ModelError
 from edge_agent.results import Box, Vehicle
 from edge_agent.vision import yolo
 from edge_agent.vision.catalog import get_spec, load_catalog
-from edge_agent.vision.deskew import deskew_plate
-from edge_agent.vision.text_detector import TextDetector, group_plate_candidates
+from edge_agent.vision.deskew import deskew_plate, warp_quad
+from edge_agent.vision.text_detector import TextDetector, group_plate_candidates, order_quad
 from edge_agent.vision.yolo_model import InferenceClock, YoloModel
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,19 @@ def tiles(width: int, height: int, grid: int = 2, overlap: float = 0.25
             y1 = min(height - th, round(row * th * (1 - overlap)))
             out.append((max(0, x1), max(0, y1), min(width, x1 + tw), min(height, y1 + th)))
     return out
+
+
+def text_plate_quad(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The plate around its text lines: their minimum-area rectangle grown by the plate's
+    border (TEXT_PLATE_MARGIN of its own width and height), clipped to the image."""
+    (cx, cy), (w, h), angle = cv2.minAreaRect(points.astype(np.float32))
+    if w < h:  # make ``w`` the long side (OpenCV may report the rectangle turned by 90)
+        w, h, angle = h, w, angle - 90.0
+    mx, my = TEXT_PLATE_MARGIN
+    quad = cv2.boxPoints(((cx, cy), (w * (1 + 2 * mx), h * (1 + 2 * my)), angle))
+    quad[:, 0] = np.clip(quad[:, 0], 0, width)
+    quad[:, 1] = np.clip(quad[:, 1], 0, height)
+    return order_quad(quad)
 
 
 def owner_of(plate: Box, vehicles: list[Vehicle]) -> int | None:
@@ -112,11 +126,14 @@ class PlateLocator:
         """Plates on the vehicles; the whole frame is searched when none is found on them."""
         found = self._on_vehicles(image_bgr, vehicles) if vehicles else []
         if not found:
-            found = [(box, score, None, source)
-                     for box, score, source in self._in_frame(image_bgr)]
+            found = [(box, score, None, source, quad)
+                     for box, score, source, quad in self._in_frame(image_bgr)]
         plates = []
-        for box, score, index, source in found:
-            crop, quad = deskew_plate(image_bgr, box)
+        for box, score, index, source, quad in found:
+            if quad is None:  # detector box: find the plate's own outline inside it
+                crop, quad = deskew_plate(image_bgr, box)
+            else:  # text lines already give the tilt
+                crop = warp_quad(image_bgr, quad)
             plates.append(LocatedPlate(box, score, crop, quad, index, source))
         return plates
 
@@ -132,23 +149,30 @@ class PlateLocator:
         return found
 
     def _text_candidates(self, image: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)
-                         ) -> list[tuple[Box, float]]:
+                         ) -> list[tuple[Box, float, np.ndarray]]:
+        """Plate candidates from text lines: (box, score, tilted plate quad), in photo pixels."""
         assert self.text_detector is not None
         height, width = image.shape[:2]
+        regions = self.text_detector.detect(image)
+        shift = np.array(offset, np.float32)
         out = []
-        for (x1, y1, x2, y2), score in group_plate_candidates(self.text_detector.detect(image)):
-            mx, my = TEXT_PLATE_MARGIN
-            box = expand(Box(float(x1), float(y1), float(x2), float(y2)), mx, my, width, height)
+        for (x1, y1, x2, y2), score in group_plate_candidates(regions):
+            members = [r.quad for r in regions
+                       if x1 - 1 <= r.quad[:, 0].mean() <= x2 + 1
+                       and y1 - 1 <= r.quad[:, 1].mean() <= y2 + 1]
+            quad = text_plate_quad(np.concatenate(members), width, height)
+            xs, ys = quad[:, 0], quad[:, 1]
+            box = Box(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
             out.append((Box(box.x1 + offset[0], box.y1 + offset[1], box.x2 + offset[0],
-                            box.y2 + offset[1]), score))
+                            box.y2 + offset[1]), score, quad + shift))
         return out
 
     def _on_vehicles(self, image: np.ndarray, vehicles: list[Vehicle]
-                     ) -> list[tuple[Box, float, int | None, str]]:
+                     ) -> list[tuple[Box, float, int | None, str, np.ndarray | None]]:
         height, width = image.shape[:2]
         margin = self.vision.plate_vehicle_margin
         order = sorted(range(len(vehicles)), key=lambda i: vehicles[i].box.area, reverse=True)
-        boxes, scores, sources = [], [], []
+        boxes, scores, sources, quads = [], [], [], []
         for index in order[:MAX_VEHICLES]:
             region = expand(vehicles[index].box, margin, margin, width, height)
             x1, y1 = int(region.x1), int(region.y1)
@@ -162,13 +186,15 @@ class PlateLocator:
                     boxes.append(box)
                     scores.append(score)
                     sources.append("detector")
+                    quads.append(None)
             else:
                 candidates = self._text_candidates(crop, (x1, y1))
                 if candidates:  # the largest text block on a vehicle is its plate
-                    box, score = candidates[0]
+                    box, score, quad = candidates[0]
                     boxes.append([box.x1, box.y1, box.x2, box.y2])
                     scores.append(score)
                     sources.append("text")
+                    quads.append(quad)
         if not boxes:
             return []
         arr = np.asarray(boxes, np.float32)
@@ -176,10 +202,11 @@ class PlateLocator:
         out = []
         for k in keep:
             box = Box(*arr[k].tolist())
-            out.append((box, float(scores[k]), owner_of(box, vehicles), sources[k]))
+            out.append((box, float(scores[k]), owner_of(box, vehicles), sources[k], quads[k]))
         return out
 
-    def _in_frame(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
+    def _in_frame(self, image: np.ndarray
+                  ) -> list[tuple[Box, float, str, np.ndarray | None]]:
         """Whole-frame search, cheapest pass first; stops at the first pass that finds one."""
         height, width = image.shape[:2]
         if self.detector is not None:
@@ -190,11 +217,12 @@ class PlateLocator:
             for run in passes:
                 found = run()
                 if len(found):
-                    return [(Box(*b), s, "detector") for b, s in zip(
+                    return [(Box(*b), s, "detector", None) for b, s in zip(
                         found.boxes.tolist(), found.scores.tolist(), strict=True)
                         ][:MAX_FRAME_PLATES]
         if self.text_detector is not None:
-            return [(b, s, "text") for b, s in self._text_candidates(image)][:MAX_FRAME_PLATES]
+            return [(b, s, "text", q) for b, s, q in self._text_candidates(image)
+                    ][:MAX_FRAME_PLATES]
         return []
 
     def _tiled(self, image: np.ndarray) -> yolo.Detections:
