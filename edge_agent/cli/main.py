@@ -39,7 +39,7 @@ def _register_all() -> None:
     import importlib
 
     for name in ("process", "models_cmd", "eval_cmd", "reports", "demo", "cloud", "sync",
-                 "serve"):
+                 "serve", "run"):
         try:
             module = importlib.import_module(f"edge_agent.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -1,0 +1,258 @@
+"""`gotcha run`'s DeviceRunner against the real parts: a watched folder, the real models, the
+real Mosquitto, the local object store; two photos of one parked car 70 s apart (the demo's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import free_port, need
+from test_telemetry import Listener, body, forget_device, is_status
+
+from cloud_sync.manifest import validate_manifest
+from edge_agent.config import GotchaConfig, load_config
+from edge_agent.demo import DEMO_PLATE, write_demo_photos
+from edge_agent.errors import ConfigError, ModelError
+from edge_agent.reload import plan_reload
+from edge_agent.runner import DeviceRunner, RunnerSettings
+from edge_agent.vision.catalog import load_catalog
+
+FAST = {"poll_s": 0.1, "settle_s": 0.2, "maintenance_every_s": 0.5, "join_timeout_s": 20.0}
+
+
+def plate_reader_on_disk(config: GotchaConfig) -> bool:
+    spec = load_catalog(config.models.catalog).get(config.models.plate_reader)
+    return spec is not None and spec.find(config.models.dir) is not None
+
+
+def write_config(path: Path, models_dir: Path, mqtt_port: int, extra: str = "",
+                 device_id: str | None = None) -> GotchaConfig:
+    """A device config file (reload_config re-reads it); every store under ``path``'s folder."""
+    root = path.parent
+    device_id = device_id or f"run-{uuid.uuid4().hex[:10]}"
+    path.write_text(f"""
+[device]
+id = "{device_id}"
+zone = "sidewalk"
+[models]
+dir = "{models_dir}"
+[store]
+path = "{root / 'gotcha.db'}"
+photo_dir = "{root / 'photos'}"
+[upload]
+backend = "local"
+local_dir = "{root / 'objects'}"
+[mqtt]
+enabled = true
+port = {mqtt_port}
+keepalive_s = 5
+reconnect_max_s = 1.0
+heartbeat_s = 0.5
+{extra}
+""", encoding="utf-8")
+    config = load_config(path, environ={})
+    need(plate_reader_on_disk(config), f"plate reader {config.models.plate_reader} is not in "
+         f"{config.models.dir} or models/ (OCR trains it)")
+    return config
+
+
+def drop(photo: Path, folder: Path) -> Path:
+    """Copy a photo into the watched folder the way a camera upload lands: written under a
+    hidden name, then renamed into place."""
+    hidden = folder / f".{photo.name}.part"
+    shutil.copyfile(photo, hidden)
+    target = folder / photo.name
+    os.replace(hidden, target)
+    return target
+
+
+def until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def is_event(kind: str) -> Callable[[mqtt.MQTTMessage], bool]:
+    return lambda msg: msg.topic.endswith("/events") and body(msg).get("type") == kind
+
+
+def uploaded_objects(root: Path, report_id: str) -> dict[str, Path]:
+    folders = [p for p in (root / "reports").rglob(report_id) if p.is_dir()]
+    assert len(folders) == 1, f"report folder {report_id} not found under {root}"
+    return {p.name: p for p in folders[0].iterdir()}
+
+
+@pytest.fixture()
+def demo_photos(tmp_path: Path) -> list[Path]:
+    first_at = datetime.now(UTC) - timedelta(seconds=120)
+    return write_demo_photos(tmp_path / "camera-roll", first_at)
+
+
+@pytest.fixture()
+def runners() -> Iterator[list[DeviceRunner]]:
+    made: list[DeviceRunner] = []
+    yield made
+    for runner in made:
+        runner.close()
+
+
+def test_watched_folder_to_mqtt_events_and_uploaded_report(
+        tmp_path: Path, models_dir: Path, mqtt_broker: tuple[str, int],
+        demo_photos: list[Path], runners: list[DeviceRunner]) -> None:
+    host, port = mqtt_broker
+    config_file = tmp_path / "device" / "gotcha.toml"
+    config_file.parent.mkdir()
+    config = write_config(config_file, models_dir, port)
+    config.mqtt.host = host
+    device = config.device.id
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    listener = Listener(host, port, f"gotcha/{device}/#")
+    runner = DeviceRunner(config, RunnerSettings(watch_dir=watched, upload_every_s=3600,
+                                                 config_path=config_file, **FAST))
+    runners.append(runner)
+    try:
+        runner.start()
+        listener.wait_for(is_status("online"), 15)
+
+        drop(demo_photos[0], watched)
+        candidate = body(listener.wait_for(is_event("report_candidate"), 20))
+        assert candidate["plate"] == DEMO_PLATE and candidate["state"] == "candidate"
+        drop(demo_photos[1], watched)
+        confirmed = body(listener.wait_for(is_event("report_confirmed"), 20))
+        assert confirmed["report_id"] == candidate["report_id"]
+        assert confirmed["plate"] == DEMO_PLATE
+        objects_root = config.upload.local_dir
+        assert not list(objects_root.rglob("manifest.json")), "uploaded before sync_now"
+
+        listener.client.publish(f"gotcha/{device}/commands", json.dumps(
+            {"command": "sync_now"}), qos=1)
+        uploaded = body(listener.wait_for(is_event("report_uploaded"), 20))
+        assert uploaded["report_id"] == confirmed["report_id"]
+        objects = uploaded_objects(objects_root, uploaded["report_id"])
+        assert set(objects) == {"photo-1.jpg", "photo-2.jpg", "manifest.json"}
+        manifest = validate_manifest(objects["manifest.json"].read_bytes())
+        assert manifest.plate == DEMO_PLATE and manifest.device_id == device
+        assert 69 <= manifest.interval_s <= 71
+        import hashlib
+
+        for photo in manifest.photos:
+            data = objects[photo.key.rsplit("/", 1)[1]].read_bytes()
+            assert hashlib.sha256(data).hexdigest() == photo.sha256
+
+        beat = body(listener.wait_for(lambda m: m.topic.endswith("/heartbeat")
+                                      and body(m).get("uploaded") == 1, 10))
+        assert beat["photos_processed"] == 2 and beat["photos_failed"] == 0
+        assert beat["candidates"] == 1 and beat["confirmed"] == 1 and beat["sightings"] == 2
+        assert beat["outbox_depth"] == 0
+        assert beat["model_latency_ms"]["photos"] == 2
+        assert beat["model_latency_ms"]["median"]["total"] > 0
+
+        # reload_config: the rules change now, a model setting waits for a restart
+        config_file.write_text(config_file.read_text(encoding="utf-8")
+                               + "[rules]\nradius_m = 22.0\n[vision]\nvehicle_score = 0.4\n",
+                               encoding="utf-8")
+        listener.client.publish(f"gotcha/{device}/commands", b"reload_config", qos=1)
+        reloaded = body(listener.wait_for(is_event("config_reloaded"), 10))
+        assert reloaded["applied"] == ["rules.radius_m"]
+        assert reloaded["needs_restart"] == ["vision.vehicle_score"]
+        assert runner.config.rules.radius_m == 22.0
+        assert runner.config.vision.vehicle_score != 0.4
+    finally:
+        runner.close()
+        listener.close()
+    try:
+        after = Listener(host, port, f"gotcha/{device}/status")
+        offline = after.wait_for(is_status("offline"), 10)
+        assert offline.retain and body(offline)["reason"] == "stopped"
+        after.close()
+    finally:
+        forget_device(host, port, device)
+    assert not [t for t in threading.enumerate() if t.name.startswith("gotcha-")
+                and t.is_alive() and not t.name.startswith("gotcha-mqtt")]
+
+
+def test_dead_broker_still_confirms_and_uploads(
+        tmp_path: Path, models_dir: Path, demo_photos: list[Path],
+        runners: list[DeviceRunner]) -> None:
+    dead_port = free_port()  # nothing listens here
+    config_file = tmp_path / "device" / "gotcha.toml"
+    config_file.parent.mkdir()
+    config = write_config(config_file, models_dir, dead_port)
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    runner = DeviceRunner(config, RunnerSettings(watch_dir=watched, upload_every_s=0.5,
+                                                 **FAST))
+    runners.append(runner)
+    runner.start()
+    (watched / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    until(lambda: runner.stats.count("photos_failed") == 1, 10, "the broken photo")
+    drop(demo_photos[0], watched)
+    until(lambda: runner.stats.count("candidates") == 1, 20, "a candidate")
+    drop(demo_photos[1], watched)
+    until(lambda: runner.stats.count("uploaded") == 1, 25, "the upload")
+    assert not runner.telemetry.connected
+    stats = runner.heartbeat()
+    assert stats["confirmed"] == 1 and stats["photos_processed"] == 2
+    assert stats["outbox_depth"] == 0 and stats["photos_failed"] == 1
+    [manifest] = list(config.upload.local_dir.rglob("manifest.json"))
+    assert validate_manifest(manifest.read_bytes()).plate == DEMO_PLATE
+    started = time.monotonic()
+    runner.close()
+    assert time.monotonic() - started < 10, "stop must not wait for a broker that is not there"
+    assert runner.error is None
+
+
+def test_missing_model_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    config = load_config(None, environ={"GOTCHA_MODEL_DIR": str(tmp_path / "no-models"),
+                                        "GOTCHA_STORE__PATH": str(tmp_path / "g.db"),
+                                        "GOTCHA_STORE__PHOTO_DIR": str(tmp_path / "photos")})
+    config.models.vehicle_detector = "yolox-nano-coco"  # never bundled with the package
+    runner = DeviceRunner(config, RunnerSettings(watch_dir=watched, **FAST))
+    with pytest.raises(ModelError, match="yolox-nano-coco"):
+        runner.start()
+    assert not [t for t in threading.enumerate() if t.name in
+                ("gotcha-capture", "gotcha-upload", "gotcha-maintenance")]
+    assert not (tmp_path / "g.db").exists(), "nothing is opened before the models load"
+    runner.close()  # closing a runner that never started is harmless
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({}, "exactly one"),
+    ({"watch_dir": Path("a"), "camera": 0}, "exactly one"),
+    ({"watch_dir": Path("a"), "upload_every_s": 0}, "upload_every_s"),
+    ({"camera": "rtsp://cam/1", "frame_interval_s": -1}, "frame_interval_s"),
+])
+def test_settings_are_checked(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RunnerSettings(**settings)
+
+
+def test_reload_plan_splits_runtime_changes_from_restart_ones() -> None:
+    running = GotchaConfig()
+    new = running.model_copy(deep=True)
+    new.rules.min_interval_s = {"hydrant": 90.0}
+    new.upload.backoff_max_s = 10.0
+    new.device.zone = "hydrant"
+    new.models.plate_reader = "ppocrv4-rec"
+    new.mqtt.port = 1884
+    plan = plan_reload(running, new)
+    assert plan.applied == ("device.zone", "rules.min_interval_s", "upload.backoff_max_s")
+    assert plan.needs_restart == ("models.plate_reader", "mqtt.port")
+    assert plan_reload(running, running.model_copy(deep=True)).to_dict() == {
+        "applied": [], "needs_restart": []}
