@@ -256,3 +256,121 @@ def test_reload_plan_splits_runtime_changes_from_restart_ones() -> None:
     assert plan.needs_restart == ("models.plate_reader", "mqtt.port")
     assert plan_reload(running, running.model_copy(deep=True)).to_dict() == {
         "applied": [], "needs_restart": []}
+
+
+def test_moved_vehicle_expires_its_candidate_and_says_so(
+        tmp_path: Path, models_dir: Path, mqtt_broker: tuple[str, int],
+        runners: list[DeviceRunner]) -> None:
+    host, port = mqtt_broker
+    config_file = tmp_path / "device" / "gotcha.toml"
+    config_file.parent.mkdir()
+    config = write_config(config_file, models_dir, port)
+    config.mqtt.host = host
+    device = config.device.id
+    photos = write_demo_photos(tmp_path / "roll", datetime.now(UTC) - timedelta(seconds=120),
+                               moved_px=250)
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    listener = Listener(host, port, f"gotcha/{device}/events")
+    runner = DeviceRunner(config, RunnerSettings(watch_dir=watched, **FAST))
+    runners.append(runner)
+    try:
+        runner.start()
+        drop(photos[0], watched)
+        first = body(listener.wait_for(is_event("report_candidate"), 20))
+        drop(photos[1], watched)
+        expired = body(listener.wait_for(is_event("report_expired"), 20))
+        assert expired["report_id"] == first["report_id"]
+        assert "moved" in expired["reason"]
+        assert runner.stats.count("candidates") == 2 and runner.stats.count("confirmed") == 0
+    finally:
+        runner.close()
+        listener.close()
+        forget_device(host, port, device)
+    assert runner.stats.count("expired") == 1
+
+
+def _bundled_reader_config(tmp_path: Path, models_dir: Path, port: int) -> Path:
+    """A config whose plate reader ships inside a package (PaddleOCR's, no Hangul): enough
+    to run the device where no Korean plate has to be read."""
+    config_file = tmp_path / "device" / "gotcha.toml"
+    config_file.parent.mkdir(parents=True)
+    config_file.write_text(f"""
+[device]
+id = "run-{uuid.uuid4().hex[:10]}"
+lat = 37.5663
+lon = 126.9779
+[models]
+dir = "{models_dir}"
+plate_reader = "ppocrv4-rec"
+[store]
+path = "{tmp_path / 'device' / 'gotcha.db'}"
+photo_dir = "{tmp_path / 'device' / 'photos'}"
+[upload]
+local_dir = "{tmp_path / 'device' / 'objects'}"
+[mqtt]
+enabled = true
+port = {port}
+keepalive_s = 5
+""", encoding="utf-8")
+    return config_file
+
+
+def test_camera_video_file_is_processed_frame_by_frame_then_the_runner_stops(
+        tmp_path: Path, models_dir: Path) -> None:
+    import cv2
+
+    from edge_agent.demo import demo_images
+
+    video = tmp_path / "patrol.avi"
+    frame = cv2.resize(demo_images()[0], (640, 360))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 360))
+    need(writer.isOpened(), "OpenCV cannot write MJPG video here")
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+    config = load_config(_bundled_reader_config(tmp_path, models_dir, free_port()), environ={})
+    runner = DeviceRunner(config, RunnerSettings(camera=str(video), frame_interval_s=0.05,
+                                                 **FAST))
+    try:
+        runner.start()
+        assert runner.stop_event.wait(30), "the runner did not stop at the end of the video"
+    finally:
+        runner.close()
+    assert runner.error is None
+    assert runner.stats.count("photos_processed") == 3
+    assert runner.stats.count("photos_failed") == 0
+
+
+def test_gotcha_run_stops_cleanly_on_sigterm(tmp_path: Path, models_dir: Path,
+                                             mqtt_broker: tuple[str, int]) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    host, port = mqtt_broker
+    config_file = _bundled_reader_config(tmp_path, models_dir, port)
+    device = load_config(config_file, environ={}).device.id
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    listener = Listener(host, port, f"gotcha/{device}/status")
+    gotcha = Path(sys.executable).with_name("gotcha")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOTCHA_")}
+    env["GOTCHA_MQTT__HOST"] = host
+    proc = subprocess.Popen([str(gotcha), "run", "--watch", str(watched), "-c",
+                             str(config_file)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        listener.wait_for(is_status("online"), 25)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert "stopped: 0 photo(s) processed" in err
+        offline = listener.wait_for(is_status("offline"), 10)
+        assert body(offline)["reason"] == "stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        listener.close()
+        forget_device(host, port, device)
