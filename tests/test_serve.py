@@ -243,8 +243,13 @@ def test_gotcha_serve_command_serves_and_stops(models_dir: Path, tmp_path: Path)
                              str(config), "--port", "0"], stderr=subprocess.PIPE, text=True,
                             env=env, cwd=tmp_path)
     try:
-        line = proc.stderr.readline() if proc.stderr else ""
-        assert "listening on http://127.0.0.1:" in line, line
+        seen = []
+        for _ in range(50):  # log warnings from model loading may come first
+            line = proc.stderr.readline() if proc.stderr else ""
+            seen.append(line)
+            if not line or "listening on" in line:
+                break
+        assert "listening on http://127.0.0.1:" in line, "".join(seen)
         url = line.split("listening on ", 1)[1].split(" ", 1)[0]
         with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
             assert json.loads(response.read())["status"] == "ok"
