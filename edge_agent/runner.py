@@ -94,6 +94,7 @@ class DeviceRunner:
         self.settings = settings
         self.stats = DeviceStats()
         self.error: BaseException | None = None  # the fatal error that stopped the runner
+        self.started = False  # start() succeeded: workers ran
         self._pipeline = pipeline
         self._load = load or (lambda: load_config(settings.config_path))
         self._stop = threading.Event()
@@ -126,11 +127,12 @@ class DeviceRunner:
         if self._threads:
             return
         try:
+            self._items = self._open_source()  # first: cheap to check, and a watched folder's
+            # photos that arrive while the models load are new, not "already there"
             if self._pipeline is None:
                 from edge_agent.vision.pipeline import VisionPipeline
 
                 self._pipeline = VisionPipeline.from_config(self.config)
-            self._items = self._open_source()
             self._agent = Agent.open(self.config)
             self._upload_store = Store.open(self.config.store, check=False)
             self._uploader = Uploader.from_config(self.config, self._upload_store)
@@ -148,6 +150,7 @@ class DeviceRunner:
                                       daemon=True)
             self._threads.append(thread)
             thread.start()
+        self.started = True
         log.info("device %s running: %s, uploads every %g s, telemetry %s",
                  self.config.device.id, self.settings.source_name, self.settings.upload_every_s,
                  "on" if self.config.mqtt.enabled else "off")

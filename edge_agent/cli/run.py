@@ -61,11 +61,12 @@ def run(
         try:
             runner.run()
         finally:
-            stats = runner.stats.snapshot()
-            typer.echo(f"stopped: {stats['photos_processed']} photo(s) processed, "
-                       f"{stats['photos_failed']} failed, {stats['confirmed']} report(s) "
-                       f"confirmed, {stats['uploaded']} uploaded, "
-                       f"{stats['outbox_depth']} waiting in the outbox", err=True)
+            if runner.started:  # else the start failed, and cli_errors says why
+                stats = runner.stats.snapshot()
+                typer.echo(f"stopped: {stats['photos_processed']} photo(s) processed, "
+                           f"{stats['photos_failed']} failed, {stats['confirmed']} report(s) "
+                           f"confirmed, {stats['uploaded']} uploaded, "
+                           f"{stats['outbox_depth']} waiting in the outbox", err=True)
 
 
 def register(app: typer.Typer) -> None:
