@@ -279,8 +279,8 @@ class DeviceRunner:
     def _process(self, name: str, item: Photo | BadInputError) -> None:
         """One photo through vision and the lifecycle; only this photo fails on a bad one."""
         assert self._agent is not None and self._pipeline is not None
-        if isinstance(item, BadInputError):
-            self._photo_failed(name, item)
+        if isinstance(item, BadInputError):  # the source has logged it already
+            self._photo_failed(name, item, logged=True)
             return
         try:
             result = self._pipeline.process(item)
@@ -293,16 +293,17 @@ class DeviceRunner:
             return
         except Exception as exc:  # counted, logged with its trace, and the loop goes on
             log.exception("%s: processing failed", name)
-            self._photo_failed(name, exc)
+            self._photo_failed(name, exc, logged=True)
             return
         self.stats.add("photos_processed")
         self.stats.timings(result.timings_ms)
         self._announce(name, decisions)
 
-    def _photo_failed(self, name: str, exc: BaseException) -> None:
+    def _photo_failed(self, name: str, exc: BaseException, logged: bool = False) -> None:
         self.stats.add("photos_failed")
         self.stats.error(f"{name}: {exc}")
-        log.warning("photo skipped: %s: %s", name, exc)
+        if not logged:
+            log.warning("photo skipped: %s: %s", name, exc)
 
     def _announce(self, name: str, decisions: list[Decision]) -> None:
         """Count the lifecycle's decisions and publish each report state change."""

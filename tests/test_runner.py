@@ -3,6 +3,7 @@ real Mosquitto, the local object store; two photos of one parked car 70 s apart 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -35,11 +36,13 @@ def plate_reader_on_disk(config: GotchaConfig) -> bool:
     return spec is not None and spec.find(config.models.dir) is not None
 
 
-def write_config(path: Path, models_dir: Path, mqtt_port: int, extra: str = "",
+def write_config(path: Path, models_dir: Path, mqtt_port: int, upload: str = "",
                  device_id: str | None = None) -> GotchaConfig:
-    """A device config file (reload_config re-reads it); every store under ``path``'s folder."""
+    """A device config file (reload_config re-reads it); every store under ``path``'s folder;
+    ``upload``: lines for the [upload] section (default: the local object store)."""
     root = path.parent
     device_id = device_id or f"run-{uuid.uuid4().hex[:10]}"
+    upload = upload or f'backend = "local"\nlocal_dir = "{root / "objects"}"'
     path.write_text(f"""
 [device]
 id = "{device_id}"
@@ -50,15 +53,13 @@ dir = "{models_dir}"
 path = "{root / 'gotcha.db'}"
 photo_dir = "{root / 'photos'}"
 [upload]
-backend = "local"
-local_dir = "{root / 'objects'}"
+{upload}
 [mqtt]
 enabled = true
 port = {mqtt_port}
 keepalive_s = 5
 reconnect_max_s = 1.0
 heartbeat_s = 0.5
-{extra}
 """, encoding="utf-8")
     config = load_config(path, environ={})
     need(plate_reader_on_disk(config), f"plate reader {config.models.plate_reader} is not in "
@@ -147,8 +148,6 @@ def test_watched_folder_to_mqtt_events_and_uploaded_report(
         manifest = validate_manifest(objects["manifest.json"].read_bytes())
         assert manifest.plate == DEMO_PLATE and manifest.device_id == device
         assert 69 <= manifest.interval_s <= 71
-        import hashlib
-
         for photo in manifest.photos:
             data = objects[photo.key.rsplit("/", 1)[1]].read_bytes()
             assert hashlib.sha256(data).hexdigest() == photo.sha256
@@ -215,6 +214,47 @@ def test_dead_broker_still_confirms_and_uploads(
     assert time.monotonic() - started < 10, "stop must not wait for a broker that is not there"
     assert runner.error is None
 
+
+
+def test_no_network_reports_wait_in_the_outbox_until_s3_is_back(
+        tmp_path: Path, models_dir: Path, demo_photos: list[Path], moto_s3: Any,
+        runners: list[DeviceRunner]) -> None:
+    bucket = f"gotcha-run-{moto_s3.port}"
+    moto_s3.client().create_bucket(Bucket=bucket)
+    config_file = tmp_path / "device" / "gotcha.toml"
+    config_file.parent.mkdir()
+    config = write_config(config_file, models_dir, free_port(), upload=f"""
+backend = "s3"
+bucket = "{bucket}"
+region = "us-east-1"
+endpoint_url = "{moto_s3.endpoint_url}"
+max_attempts = 2
+backoff_base_s = 0.05
+backoff_max_s = 0.2
+breaker_failures = 2
+breaker_cooldown_s = 1.0""")
+    moto_s3.stop()  # the network is gone before the report exists
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    runner = DeviceRunner(config, RunnerSettings(watch_dir=watched, upload_every_s=0.3,
+                                                 **FAST))
+    runners.append(runner)
+    runner.start()
+    for n, photo in enumerate(demo_photos, 1):
+        drop(photo, watched)
+        until(lambda n=n: runner.stats.count("photos_processed") == n, 20,
+              f"{photo.name} processed")
+    assert runner.stats.count("confirmed") == 1
+    until(lambda: runner.stats.count("upload_failures") >= 1, 10, "a failed upload attempt")
+    assert runner.heartbeat()["outbox_depth"] == 1 and runner.stats.count("uploaded") == 0
+    moto_s3.start()
+    until(lambda: runner.stats.count("uploaded") == 1, 20, "the upload after S3 came back")
+    keys = sorted(o["Key"] for o in moto_s3.client().list_objects_v2(
+        Bucket=bucket)["Contents"])
+    assert [k.rsplit("/", 1)[1] for k in keys] == ["manifest.json", "photo-1.jpg",
+                                                    "photo-2.jpg"]
+    runner.close()
+    assert runner.heartbeat()["outbox_depth"] == 0
 
 def test_missing_model_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
     watched = tmp_path / "incoming"
