@@ -83,7 +83,8 @@ class RunnerSettings:
 
 
 class DeviceRunner:
-    """Open with :meth:`start`, end with :meth:`stop` then :meth:`close`; or :meth:`run`."""
+    """Open with :meth:`start`, end with :meth:`stop` then :meth:`close`; or :meth:`run`.
+    A runner runs once: build a new one to start again."""
 
     def __init__(self, config: GotchaConfig, settings: RunnerSettings,
                  pipeline: Any | None = None,
@@ -119,7 +120,7 @@ class DeviceRunner:
         return self._stop
 
     def start(self) -> None:
-        """Load the models, open the source, store and uploader, then start the workers.
+        """Open the source, load the models, open the store and uploader, start the workers.
 
         Everything that can be wrong with the setup (a missing model, a bad source, a damaged
         store) raises here, before any worker runs, and leaves nothing open behind it.

@@ -414,3 +414,23 @@ def test_gotcha_run_stops_cleanly_on_sigterm(tmp_path: Path, models_dir: Path,
             proc.wait(10)
         listener.close()
         forget_device(host, port, device)
+
+
+def test_device_stats_median_latency_and_counters() -> None:
+    from edge_agent.device_stats import LATENCY_WINDOW, DeviceStats
+
+    stats = DeviceStats()
+    assert stats.snapshot()["model_latency_ms"] == {"median": {}, "photos": 0}
+    for total in (10.0, 30.0, 20.0):
+        stats.timings({"total": total, "vehicle": total / 2, "decode": 1.0})
+    stats.add("confirmed")
+    stats.outbox(3, "open")
+    snap = stats.snapshot()
+    assert snap["model_latency_ms"]["median"] == {"total": 20.0, "vehicle": 10.0}
+    assert snap["confirmed"] == 1 and snap["outbox_depth"] == 3
+    assert snap["upload_breaker"] == "open"
+    for _ in range(LATENCY_WINDOW):
+        stats.timings({"total": 5.0})
+    assert stats.snapshot()["model_latency_ms"]["median"]["total"] == 5.0  # a moving window
+    with pytest.raises(KeyError, match="unknown counter"):
+        stats.add("photos")
