@@ -10,6 +10,12 @@ Safe with any number of promoters at once:
 
 Nothing scans a whole table: rows are claimed through the (status, id) index and duplicates
 are found through the (plate, confirmed_at) index of `final`.
+
+De-duplication: a report is a duplicate when `final` already holds the same plate within
+``rules.radius_m`` and ``rules.dedup_window_s`` of it; the final that exists wins (finals are
+never swapped, dashboards may already show them), and within one batch the earlier-confirmed
+report is decided first. Rules are checked against when the report reached S3
+(``received_at``), so a promoter running late never pushes a report past its deadline.
 """
 
 from __future__ import annotations
