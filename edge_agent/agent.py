@@ -124,8 +124,8 @@ class Agent:
 
     def handle(self, photo: Photo, result: PhotoResult) -> list[Decision]:
         """Record every grammar-valid plate of one processed photo; one decision per plate."""
-        plates = [p for p in result.plates if p.read is not None and p.read.valid
-                  and p.read.text]
+        plates = sorted((p for p in result.plates if p.read is not None and p.read.valid
+                         and p.read.text), key=lambda p: -p.read.confidence)  # type: ignore[union-attr]
         if not plates:
             return []
         self.store.evict(incoming_bytes=len(photo.data))
@@ -136,7 +136,7 @@ class Agent:
         seen: set[str] = set()
         for plate in plates:
             assert plate.read is not None and plate.read.text is not None
-            if plate.read.text in seen:  # the same plate twice in one photo: keep the first
+            if plate.read.text in seen:  # the same plate twice in one photo: keep the surest
                 continue
             seen.add(plate.read.text)
             vbox = vehicle_box_for(plate, result.vehicles, photo.size)
