@@ -205,3 +205,22 @@ def test_process_exit_2_when_a_model_is_broken(tmp_path: Path, cli_env: dict[str
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: model")
+
+
+def test_process_photos_calls_the_hook_for_good_photos_only(models_dir: Path,
+                                                            tmp_path: Path) -> None:
+    from edge_agent.cli.process import process_photos
+    from edge_agent.vision.pipeline import VisionPipeline
+
+    config = _config(models_dir)
+    pipeline = VisionPipeline.from_config(config, with_reader=False)
+    scenes = shared_path(SCENES)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    seen: list[str] = []
+    outcomes = list(process_photos([scenes / "805.jpg", empty, scenes / "eq6.jpg"], pipeline,
+                                   on_result=lambda photo, result: seen.append(photo.path.name)))
+    assert seen == ["805.jpg", "eq6.jpg"]
+    assert [o.error is None for o in outcomes] == [True, False, True]
+    assert outcomes[1].error and "\n" not in outcomes[1].error
+    assert outcomes[2].result is not None and outcomes[2].result.vehicles
