@@ -105,7 +105,8 @@ class VisionPipeline:
         else:
             vehicles, people = [], []
         t1 = time.perf_counter()
-        located = self.locator.locate(image, vehicles)
+        turned = bool(self.detector is not None and self.detector.last_turned)
+        located = self.locator.locate(image, vehicles, turned=turned)
         t2 = time.perf_counter()
         reads = self._read(located)
         t3 = time.perf_counter()

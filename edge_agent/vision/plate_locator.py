@@ -122,9 +122,14 @@ class PlateLocator:
 
     # -- public verb -----------------------------------------------------------------------
 
-    def locate(self, image_bgr: np.ndarray, vehicles: list[Vehicle]) -> list[LocatedPlate]:
-        """Plates on the vehicles; the whole frame is searched when none is found on them."""
-        found = self._on_vehicles(image_bgr, vehicles) if vehicles else []
+    def locate(self, image_bgr: np.ndarray, vehicles: list[Vehicle], turned: bool = False
+               ) -> list[LocatedPlate]:
+        """Plates on the vehicles; the whole frame is searched when none is found on them.
+
+        ``turned``: the vehicles were found with the photo rotated (fisheye, overhead), so
+        their plates lie sideways too and each crop is also searched rotated back upright.
+        """
+        found = self._on_vehicles(image_bgr, vehicles, turned) if vehicles else []
         if not found:
             found = [(box, score, None, source, quad)
                      for box, score, source, quad in self._in_frame(image_bgr)]
@@ -167,7 +172,7 @@ class PlateLocator:
                             box.y2 + offset[1]), score, quad + shift))
         return out
 
-    def _on_vehicles(self, image: np.ndarray, vehicles: list[Vehicle]
+    def _on_vehicles(self, image: np.ndarray, vehicles: list[Vehicle], turned: bool = False
                      ) -> list[tuple[Box, float, int | None, str, np.ndarray | None]]:
         height, width = image.shape[:2]
         margin = self.vision.plate_vehicle_margin
@@ -182,6 +187,8 @@ class PlateLocator:
                 continue
             if self.detector is not None:
                 found = self._detect(crop, (x1, y1))
+                if turned and not len(found):
+                    found = self._detect_turned(crop, (x1, y1))
                 for box, score in zip(found.boxes.tolist(), found.scores.tolist(), strict=True):
                     boxes.append(box)
                     scores.append(score)
@@ -224,6 +231,23 @@ class PlateLocator:
             return [(b, s, "text", q) for b, s, q in self._text_candidates(image)
                     ][:MAX_FRAME_PLATES]
         return []
+
+    def _detect_turned(self, crop: np.ndarray, offset: tuple[float, float]
+                       ) -> yolo.Detections:
+        """Plates in a crop turned 90 degrees each way, boxes mapped back to the photo."""
+        height, width = crop.shape[:2]
+        for turn in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE):
+            found = self._detect(cv2.rotate(crop, turn))
+            if not len(found):
+                continue
+            b = found.boxes
+            if turn == cv2.ROTATE_90_CLOCKWISE:  # rotated (x', y') = (h - y, x)
+                boxes = np.stack([b[:, 1], height - b[:, 2], b[:, 3], height - b[:, 0]], 1)
+            else:  # rotated (x', y') = (y, w - x)
+                boxes = np.stack([width - b[:, 3], b[:, 0], width - b[:, 1], b[:, 2]], 1)
+            boxes = boxes + np.array([offset[0], offset[1], offset[0], offset[1]], np.float32)
+            return yolo.Detections(boxes.astype(np.float32), found.scores, found.classes)
+        return yolo.Detections.empty()
 
     def _tiled(self, image: np.ndarray) -> yolo.Detections:
         height, width = image.shape[:2]

@@ -36,6 +36,7 @@ class VehicleDetector:
         self.person_id = person[0] if person else PERSON_CLASS_ID
         self.vision = config.vision
         self.model = YoloModel(spec, config)
+        self.last_turned = False  # the last photo's vehicles came from the rotated views
 
     @classmethod
     def from_config(cls, config: GotchaConfig) -> VehicleDetector:
@@ -99,6 +100,7 @@ class VehicleDetector:
         a hand-held photo scores low but is still the subject).
         """
         ids = (*sorted(self.labels), self.person_id)
+        self.last_turned = False
         low = min(self.vision.vehicle_fallback_score, self.vision.vehicle_score)
         found = self._run(image_bgr, ids, low)
         vehicles, people = self._split(found, self.vision.vehicle_score)
@@ -107,6 +109,7 @@ class VehicleDetector:
         if self.vision.vehicle_rotate_fallback and min(image_bgr.shape[:2]) >= ROTATE_MIN_SIDE:
             vehicles = self._rotated(image_bgr, tuple(sorted(self.labels)))
             if vehicles:
+                self.last_turned = True
                 return vehicles, people
         weak, _ = self._split(found, low)
         return weak[:1], people
