@@ -147,19 +147,9 @@ def test_wrong_output_layout(tmp_path: Path, models_dir: Path) -> None:
 # -- gotcha process -----------------------------------------------------------------------
 
 def _app():
-    """`gotcha process` alone on a Typer app, as cli/main.py registers it (so another command
-    module's import problem does not hide this command's behaviour)."""
-    import typer
+    """The real `gotcha` entry point (every command module registered)."""
+    from edge_agent.cli.main import app
 
-    from edge_agent.cli import process
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """gotcha"""
-
-    process.register(app)
     return app
 
 
