@@ -8,13 +8,15 @@ re-shot copies of street photos. Reported per pair:
   both + compare     two signatures plus one compare (nothing stored beforehand)
 with the configured embedding model and in geometry-only mode.
 
-    .venv/bin/python scripts/bench_scene.py [--data ../shared/data] [--rounds 60] [--json]
+    .venv/bin/python scripts/bench_scene.py [--data ../shared/data] [--rounds 60] [--threads 1]
+        [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -85,9 +87,14 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent
                         / "shared" / "data", help="the ../shared/data folder")
     parser.add_argument("--rounds", type=int, default=60, help="pairs timed per mode")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime and OpenCV threads "
+                        "(1 = one core, as on a small device or a busy host; 0 = all)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
     config = load_config(None)
+    config.models.intra_op_threads = args.threads
+    if args.threads:
+        cv2.setNumThreads(args.threads)
     rng = np.random.default_rng(3)
     pairs = _pairs(args.data, 40, rng)
     if not pairs:
@@ -102,11 +109,14 @@ def main() -> int:
         matcher = SceneMatcher.from_config(config)
         bench(matcher, pairs, 5)  # warm caches and thread pools
         results[mode] = bench(matcher, pairs, args.rounds)
-    report = {"rounds": args.rounds, "threads": cv2.getNumThreads(), "ms": results,
-              "model": modes[0][1]}
+    report = {"rounds": args.rounds, "threads": args.threads, "ms": results,
+              "model": modes[0][1], "load_average": list(os.getloadavg()),
+              "cpus": os.cpu_count()}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    print(f"{args.rounds} pairs per mode, {args.threads or 'all'} thread(s), {os.cpu_count()} "
+          f"CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'mode':<14} {'measure':<20} {'median ms':>10} {'p95 ms':>8}")
     for mode, rows in results.items():
         for name, s in rows.items():
