@@ -142,6 +142,11 @@ def _fixed_camera(path: Path) -> bool:
     return "fixed" in path.parts
 
 
+def check_folder(root: Path) -> None:
+    if not root.is_dir():
+        raise BadInputError(f"{root} is not a folder; pass the folder holding the photos")
+
+
 def evaluate(root: Path, matcher: SceneMatcher, detect: Detect | None, *, seed: int = 7,
              limit: int | None = None, detail: bool = False) -> dict[str, Any]:
     """Run every pair under ``root`` through ``matcher``; the report as a JSON-ready dict.
@@ -150,8 +155,7 @@ def evaluate(root: Path, matcher: SceneMatcher, detect: Detect | None, *, seed: 
     the pairs of each kind (real pairs sampled with the seed; generated: the first photos of a
     seeded shuffle). ``detail`` adds every pair's verdict.
     """
-    if not root.is_dir():
-        raise BadInputError(f"{root} is not a folder; pass the folder holding the photos")
+    check_folder(root)
     rng = np.random.default_rng(seed)
     real_folders, photos = list_photos(root)
     cache = SignatureCache(matcher)
@@ -372,6 +376,7 @@ def register_scenes(eval_app: typer.Typer) -> None:
         with cli_errors():
             from edge_agent.vision.vehicle_detector import VehicleDetector
 
+            check_folder(folder)  # before loading models: a typo fails at once
             matcher = SceneMatcher.from_config(cfg)
             detector = VehicleDetector.from_config(cfg) if cfg.models.vehicle_detector else None
             detect = (lambda image: [v.box for v in detector.detect(image)]) if detector else None
