@@ -239,7 +239,8 @@ def _warp(image: np.ndarray, h_mat: np.ndarray, box: Box,
     lo, hi = mapped.min(axis=0), mapped.max(axis=0)
     noise = rng.uniform(-0.02, 0.02, 4) * [box.width, box.height, box.width, box.height]
     x1, y1, x2, y2 = (lo[0] + noise[0], lo[1] + noise[1], hi[0] + noise[2], hi[1] + noise[3])
-    return warped, Box(float(x1), float(y1), float(max(x2, x1 + 1)), float(max(y2, y1 + 1)))
+    box = Box(float(x1), float(y1), float(max(x2, x1 + 1)), float(max(y2, y1 + 1)))
+    return warped, box.clip(width, height)  # a detector sees only what is in the frame
 
 
 def _fixed(image: np.ndarray) -> Callable[[], np.ndarray]:

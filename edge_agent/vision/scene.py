@@ -64,12 +64,15 @@ EMBED_VETO_MID, EMBED_VETO_SCALE = 0.45, 0.05  # masked-scene cosine; vetoes onl
 PLACE_MID, PLACE_SCALE = 0.495, 0.01  # IoU of the mapped first box with the second box
 FAR_SHIFT = 0.5  # a box this far off (in box sizes) is another place, whatever else agrees
 FOLLOW_MID, FOLLOW_SCALE = 0.40, 0.07  # share of matched vehicle keypoints that follow
-MIN_VEHICLE_MATCHES = 12  # fewer matched vehicle keypoints say nothing about motion
+MIN_VEHICLE_MATCHES = 12  # fewer matched vehicle keypoints say nothing about motion,
+MIN_VEHICLE_AGREE = 8  # nor do matches of which fewer than this move together
 PATCH_WEIGHT = 2.0  # look = PATCH_WEIGHT * patch correlation + crop-embedding cosine
 LOOK_MID, LOOK_SCALE = 1.99, 0.03
 PATCH_MID, PATCH_SCALE = 0.637, 0.01  # geometry only: cell patch correlation alone
 NO_TRANSFORM_SCORE = 0.05  # ceiling when no sane background transform exists
 MIN_BACKGROUND_POINTS = 30
+LOCAL_POINTS = 40  # background inliers nearest the vehicle that give its local motion
+LOCAL_MIN_POINTS = 12
 
 
 def _sigmoid(x: float) -> float:
@@ -387,41 +390,69 @@ class SceneMatcher:
                 if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
 
     def _register(self, a: SceneSignature,
-                  b: SceneSignature) -> tuple[np.ndarray | None, int]:
-        """Background homography a -> b and its inlier count (None, count) when none holds."""
+                  b: SceneSignature) -> tuple[np.ndarray | None, int, np.ndarray, np.ndarray]:
+        """Background homography a -> b, its inlier count and inlier points (a, b); None for
+        the homography when none holds."""
+        empty = np.zeros((0, 2), np.float32)
         matches = self._match(a.descriptors, b.descriptors)
         if len(matches) < 8:
-            return None, 0
+            return None, 0, empty, empty
         pa = a.points[[i for i, _ in matches]]
         pb = b.points[[j for _, j in matches]]
         h, mask = cv2.findHomography(pa, pb, cv2.RANSAC, RANSAC_PX, maxIters=2000,
                                      confidence=0.995)
         if h is None or mask is None:
-            return None, 0
-        inliers = int(mask.sum())
+            return None, 0, empty, empty
+        keep = mask.ravel() > 0
+        inliers = int(keep.sum())
         if not _sane(h, a.size):
-            return None, inliers
-        return h, inliers
+            return None, inliers, empty, empty
+        return h, inliers, pa[keep], pb[keep]
+
+    @staticmethod
+    def _local(h: np.ndarray, pa: np.ndarray, pb: np.ndarray,
+               box: tuple[float, float, float, float]) -> np.ndarray:
+        """The background's motion near the vehicle: a similarity fitted to the inliers nearest
+        to it, as a 3x3 matrix; the global homography when too few are near.
+
+        Why: a homography fitted to keypoints far from a car at the frame's edge can be off by
+        a third of the car there, which would read as "moved".
+        """
+        if len(pa) < LOCAL_MIN_POINTS:
+            return h
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        order = np.argsort(np.hypot(pa[:, 0] - cx, pa[:, 1] - cy))[:LOCAL_POINTS]
+        m, mask = cv2.estimateAffinePartial2D(pa[order], pb[order], method=cv2.RANSAC,
+                                              ransacReprojThreshold=RANSAC_PX)
+        if m is None or mask is None or int(mask.sum()) < LOCAL_MIN_POINTS:
+            return h
+        return np.vstack([m, [0.0, 0.0, 1.0]])
 
     def _vehicle_keypoints(self, a: SceneSignature, b: SceneSignature,
-                           h: np.ndarray) -> tuple[int, int]:
-        """(matched, following the background) vehicle keypoints; a moved car matches but does
-        not follow."""
+                           h: np.ndarray) -> tuple[int, int, int]:
+        """(matched, following the background, moving together) vehicle keypoints.
+
+        A moved car's keypoints match, do not follow the background, and move together; a few
+        wrong matches on a textureless car do neither, and then say nothing.
+        """
         matches = self._match(a.vehicle_descriptors, b.vehicle_descriptors)
         if not matches:
-            return 0, 0
+            return 0, 0, 0
         pa = a.vehicle_points[[i for i, _ in matches]].reshape(-1, 1, 2)
         pb = b.vehicle_points[[j for _, j in matches]]
         mapped = cv2.perspectiveTransform(pa, h).reshape(-1, 2)
         x1, y1, x2, y2 = b.vehicle_box  # type: ignore[misc]
         tolerance = max(VEHICLE_KP_PX, VEHICLE_KP_SHARE * math.sqrt((x2 - x1) * (y2 - y1)))
-        follow = int((np.linalg.norm(mapped - pb, axis=1) < tolerance).sum())
-        return len(matches), follow
+        residual = pb - mapped
+        follow = int((np.linalg.norm(residual, axis=1) < tolerance).sum())
+        together = int((np.linalg.norm(residual - np.median(residual, axis=0), axis=1)
+                        < tolerance).sum())
+        return len(matches), follow, together
 
     def compare(self, a: SceneSignature, b: SceneSignature) -> SceneMatch:
         """Same background, and the same vehicle still in the same place? One score, one reason.
         """
-        h, inliers = self._register(a, b)
+        h, inliers, in_a, in_b = self._register(a, b)
         emb = _cosine(a.embedding, b.embedding)
         background_z = (inliers - INLIER_MID) / INLIER_SCALE
         if emb is not None:  # a veto only: geometry is the sharper judge of "same place"
@@ -439,12 +470,16 @@ class SceneMatcher:
             return SceneMatch(score=background, same_scene=background >= self.threshold,
                               vehicle_moved=None, reason=reason, inliers=inliers,
                               embedding_similarity=emb, background_score=background)
+        h_global, h = h, self._local(h, in_a, in_b, a.vehicle_box)
         mapped = _map_box(h, a.vehicle_box)
+        if mapped is not None:  # a car at the frame's edge: compare what both photos show
+            mapped = mapped.clip(*b.size)
         target = Box(*b.vehicle_box)
         iou = float(mapped.iou(target)) if mapped is not None else 0.0
         shift = _centre_shift(mapped, target) if mapped is not None else math.inf
-        matched, following = self._vehicle_keypoints(a, b, h)
-        follow = following / matched if matched >= MIN_VEHICLE_MATCHES else None
+        matched, following, together = self._vehicle_keypoints(a, b, h)
+        coherent = max(following, together) >= MIN_VEHICLE_AGREE
+        follow = following / matched if matched >= MIN_VEHICLE_MATCHES and coherent else None
         if follow is not None and shift < FAR_SHIFT:
             # The vehicle's own keypoints are the sharper witness: they follow the background
             # or they do not, whatever a detector's box jitter or a homography's error there.
@@ -454,9 +489,10 @@ class SceneMatcher:
         place = _sigmoid(place_z)
         patch_sim = 0.0
         if a.patch is not None and b.patch is not None:
-            # Through the homography, and as they are: a fixed camera needs no alignment, and a
-            # homography fitted to a busy lot can be a few pixels off at one space.
+            # Through the local and the global motion, and as they are: a fixed camera needs no
+            # alignment, and either fit can be a few pixels off at one space.
             patch_sim = max(cell_similarity(*_aligned_patches(a, b, h)),
+                            cell_similarity(*_aligned_patches(a, b, h_global)),
                             cell_similarity(a.patch, b.patch))
         vemb = _cosine(a.vehicle_embedding, b.vehicle_embedding)
         if vemb is not None:
