@@ -6,12 +6,13 @@ The evidence rule needs both, so ``compare`` judges them apart and takes the wea
 - background: ORB keypoints outside the vehicle, ratio test, RANSAC homography; the inlier
   count (plus, with an embedding model, the cosine of the masked-scene embeddings) says whether
   it is the same place and angle;
-- place: the first vehicle box mapped through that homography must land on the second box (a
-  car moved a few metres lands beside it), and keypoints on the vehicle must follow the
-  background's motion;
+- place: the keypoints on the vehicle must follow the background's motion near it (a
+  similarity fitted to the nearest background inliers) when enough of them match and move
+  together; otherwise the first vehicle box, mapped the same way, must land on the second box
+  (a car moved a few metres lands beside it);
 - look: the vehicle regions must still look alike (gradient correlation of small grey patches,
-  plus the embedding of the crops), so a space that emptied, or a car swapped for another one,
-  fails even when the box did not move.
+  cell by cell, plus the embedding of the crops), so a space that emptied, or a car swapped
+  for another one, fails even when the box did not move.
 
 Each part is a logistic score in [0, 1] centred on its decision boundary; ``score`` is the
 minimum, ``same_scene`` is ``score >= threshold`` (the shared rules' scene_threshold). Without an
