@@ -35,17 +35,20 @@ def main(
 
 
 def _register_all() -> None:
-    """Each command module adds its commands; a module that is not there yet is skipped."""
-    import importlib
+    """Each command module adds its own commands (one module a command group)."""
+    from edge_agent.cli import (
+        cloud,
+        demo,
+        eval_cmd,
+        models_cmd,
+        process,
+        reports,
+        run,
+        serve,
+        sync,
+    )
 
-    for name in ("process", "models_cmd", "eval_cmd", "reports", "demo", "cloud", "sync",
-                 "serve", "run"):
-        try:
-            module = importlib.import_module(f"edge_agent.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"edge_agent.cli.{name}":
-                continue
-            raise
+    for module in (process, demo, run, sync, reports, models_cmd, eval_cmd, serve, cloud):
         module.register(app)
 
 
