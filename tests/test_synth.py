@@ -22,6 +22,7 @@ from edge_agent.synth import (
     place_and_crop,
     random_crop,
     random_plate_text,
+    random_sample,
     render_plate,
     shadow,
     split_text,
@@ -111,3 +112,14 @@ def test_low_resolution_reaches_20_px_and_crops_vary() -> None:
 def test_bad_style_or_text_is_a_named_error(text: str, style: str) -> None:
     with pytest.raises(BadInputError):
         render_plate(text, style, np.random.default_rng(0))
+
+
+def test_samples_say_which_plates_have_two_lines() -> None:
+    rng = np.random.default_rng(8)
+    for style in STYLES:
+        image, text, two_line = random_sample(rng, style)
+        assert image.ndim == 3 and split_text(text)
+        if style in TWO_LINE:
+            assert two_line, style
+        elif style != "delivery":
+            assert not two_line, style

@@ -16,11 +16,12 @@ from edge_agent.synth.degrade import (
     shadow,
 )
 from edge_agent.synth.formats import REGIONS, STYLES, USE_LETTERS, random_plate_text, split_text
-from edge_agent.synth.render import render_plate
-from edge_agent.synth.sample import random_crop, random_style
+from edge_agent.synth.render import render_plate, render_plate_lines
+from edge_agent.synth.sample import random_crop, random_sample, random_style
 
 __all__ = [
     "REGIONS", "STYLES", "USE_LETTERS", "add_frame", "blur", "color_jitter", "dirt", "glare",
     "jpeg", "low_resolution", "noise", "place_and_crop", "random_crop", "random_plate_text",
-    "random_style", "render_plate", "shadow", "split_text",
+    "random_sample", "random_style", "render_plate", "render_plate_lines", "shadow",
+    "split_text",
 ]

@@ -165,6 +165,12 @@ def render_plate(text: str, style: str, rng: np.random.Generator, height: int = 
 
     Includes border, bolts and (for white8/blue_ev) the left band/emblem; no degradation.
     """
+    return render_plate_lines(text, style, rng, height)[0]
+
+
+def render_plate_lines(text: str, style: str, rng: np.random.Generator,
+                       height: int = 110) -> tuple[np.ndarray, bool]:
+    """``render_plate`` plus whether the plate was painted on two lines."""
     if style not in STYLES:
         raise BadInputError(f"unknown plate style {style!r}; one of {', '.join(STYLES)}")
     if height < 8:
@@ -194,7 +200,7 @@ def render_plate(text: str, style: str, rng: np.random.Generator, height: int = 
         cv2.rectangle(canvas, (m, m), (width - 1 - m, height - 1 - m), fg, t, cv2.LINE_AA)
     if rng.random() < 0.8:
         _bolts(canvas, aspect < 2.5, rng)
-    return canvas
+    return canvas, boxes[0].y1 < 0.5
 
 
 def _bolts(canvas: np.ndarray, two_line: bool, rng: np.random.Generator) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_agent.synth import degrade
 from edge_agent.synth.formats import STYLES, random_plate_text
-from edge_agent.synth.render import render_plate
+from edge_agent.synth.render import render_plate_lines
 
 # How often each style is drawn; the common real ones more often, every style present.
 STYLE_WEIGHTS: dict[str, float] = {
@@ -29,9 +29,16 @@ def random_style(rng: np.random.Generator) -> str:
 
 def random_crop(rng: np.random.Generator, style: str | None = None) -> tuple[np.ndarray, str]:
     """A degraded BGR crop of a random plate and its text (what a plate locator hands over)."""
+    image, text, _ = random_sample(rng, style)
+    return image, text
+
+
+def random_sample(rng: np.random.Generator,
+                  style: str | None = None) -> tuple[np.ndarray, str, bool]:
+    """``random_crop`` plus whether the plate has two lines (training reads those split)."""
     style = style or random_style(rng)
     text = random_plate_text(rng, style)
-    img = render_plate(text, style, rng, height=int(rng.integers(48, 120)))
+    img, two_line = render_plate_lines(text, style, rng, height=int(rng.integers(48, 120)))
     if rng.random() < 0.35:
         img = degrade.add_frame(img, rng)
     loose = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.05, 1.3))
@@ -47,4 +54,4 @@ def random_crop(rng: np.random.Generator, style: str | None = None) -> tuple[np.
         img = degrade.noise(img, rng)
     if rng.random() < 0.6:
         img = degrade.jpeg(img, rng)
-    return img, text
+    return img, text, two_line

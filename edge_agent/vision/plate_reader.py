@@ -43,6 +43,23 @@ def resize_crop(crop_bgr: np.ndarray, width: int, height: int, color: str) -> np
     return img[..., None] if img.ndim == 2 else img
 
 
+def two_line_view(img: np.ndarray, top_end: float = 0.5, bottom_start: float = 0.4) -> np.ndarray:
+    """A two-line plate laid out as one line: top part left, bottom part right, same size.
+
+    ``img`` is the model-sized uint8 HxWxC crop. Each part keeps all columns and is squeezed to
+    half the width, so a one-row CTC model reads the top line, then the bottom line. The parts
+    overlap a little because crops are never centred exactly. Shared with the training script.
+    """
+    h, w = img.shape[:2]
+    top = img[: max(1, round(h * top_end))]
+    bottom = img[min(h - 1, round(h * bottom_start)):]
+    half = w // 2
+    parts = [cv2.resize(part, (half if i == 0 else w - half, h), interpolation=cv2.INTER_AREA)
+             for i, part in enumerate((top, bottom))]
+    out = np.hstack(parts)
+    return out[..., None] if out.ndim == 2 else out
+
+
 def normalise(img: np.ndarray, scale: float, mean: Sequence[float] | None,
               std: Sequence[float] | None) -> np.ndarray:
     """uint8 HxWxC -> float32 CxHxW: x / scale, then (x - mean) / std per channel."""
@@ -122,6 +139,10 @@ class CtcPlateReader:
         shape = session.get_inputs()[0].shape
         self.dynamic_width = not isinstance(shape[3], int)
         self.input_name = session.get_inputs()[0].name
+        # two_line = "split": also read the crop as a split two-line plate (top | bottom) when it
+        # is no wider than two_line_max_aspect, and keep the read the plate grammar prefers.
+        self.split_two_line = spec.extra.get("two_line") == "split" and not self.dynamic_width
+        self.two_line_max_aspect = float(spec.extra.get("two_line_max_aspect", 3.2))  # type: ignore[arg-type]
         classes = session.get_outputs()[0].shape[-1]
         if isinstance(classes, int) and classes != len(charset):
             raise ModelError(f"model {spec.id}: output has {classes} classes but its character "
@@ -195,11 +216,36 @@ class CtcPlateReader:
         if not crops:
             return []
         width = self._batch_width(crops)
-        batch = np.stack([self._prepare(c, width) for c in crops])
+        inputs = [self._prepare(c, width) for c in crops]
+        split_of: dict[int, int] = {}
+        if self.split_two_line:
+            for i, crop in enumerate(crops):
+                if crop.shape[1] / crop.shape[0] <= self.two_line_max_aspect:
+                    img = two_line_view(resize_crop(crop, self.width, self.height,
+                                                    self.spec.color))
+                    split_of[i] = len(inputs)
+                    inputs.append(normalise(img, self.spec.scale, self.spec.mean, self.spec.std))
+        reads = self._run(np.stack(inputs), len(inputs))
+        return [_prefer(reads[i], reads[split_of[i]]) if i in split_of else reads[i]
+                for i in range(len(crops))]
+
+    def _run(self, batch: np.ndarray, count: int) -> list[Read]:
         out = self.session.run(None, {self.input_name: batch})[0]
-        if out.ndim != 3 or out.shape[0] != len(crops):
+        if out.ndim != 3 or out.shape[0] != count:
             raise ModelError(f"model {self.spec.id}: output shape {out.shape} is not "
                              f"[N, T, classes]; layout ctc expects that")
         is_probs = out.min() >= 0 and np.allclose(out.sum(axis=-1), 1.0, atol=1e-2)
         probs = out if is_probs else softmax(out)
         return [ctc_greedy_decode(p, self.charset, self.blank) for p in probs]
+
+
+def _score(read: Read) -> tuple[bool, float]:
+    from cloud_sync.plate_grammar import parse_plate
+
+    text, confs = read
+    return parse_plate(text) is not None, float(np.mean(confs)) if confs else 0.0
+
+
+def _prefer(one_line: Read, two_line: Read) -> Read:
+    """The read of a plate as one line or as two: a grammatical read first, then confidence."""
+    return two_line if _score(two_line) > _score(one_line) else one_line
