@@ -33,12 +33,22 @@ def random_crop(rng: np.random.Generator, style: str | None = None) -> tuple[np.
     return image, text
 
 
-def random_sample(rng: np.random.Generator,
-                  style: str | None = None) -> tuple[np.ndarray, str, bool]:
-    """``random_crop`` plus whether the plate has two lines (training reads those split)."""
+def random_sample(rng: np.random.Generator, style: str | None = None,
+                  easy: bool = False) -> tuple[np.ndarray, str, bool]:
+    """``random_crop`` plus whether the plate has two lines (training reads those split).
+
+    ``easy`` draws a cleaner crop (near-tight, sharp, no shadow/glare/dirt): a recogniser
+    trained from scratch needs some of those to get off the CTC plateau.
+    """
     style = style or random_style(rng)
     text = random_plate_text(rng, style)
     img, two_line = render_plate_lines(text, style, rng, height=int(rng.integers(48, 120)))
+    if easy:
+        loose = float(rng.uniform(0.0, 0.3))
+        img = degrade.place_and_crop(img, rng, loose=loose, warp=float(rng.uniform(0.0, 0.05)))
+        if rng.random() < 0.5:
+            img = degrade.low_resolution(img, rng, min_height=28, max_height=80)
+        return img, text, two_line
     if rng.random() < 0.35:
         img = degrade.add_frame(img, rng)
     loose = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.05, 1.3))
