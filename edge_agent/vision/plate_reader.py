@@ -143,6 +143,8 @@ class CtcPlateReader:
         # is no wider than two_line_max_aspect, and keep the read the plate grammar prefers.
         self.split_two_line = spec.extra.get("two_line") == "split" and not self.dynamic_width
         self.two_line_max_aspect = float(spec.extra.get("two_line_max_aspect", 3.2))  # type: ignore[arg-type]
+        # a grammatical one-line read this sure (mean character confidence) is not re-read
+        self.sure_confidence = float(spec.extra.get("two_line_sure", 0.9))  # type: ignore[arg-type]
         classes = session.get_outputs()[0].shape[-1]
         if isinstance(classes, int) and classes != len(charset):
             raise ModelError(f"model {spec.id}: output has {classes} classes but its character "
@@ -212,22 +214,24 @@ class CtcPlateReader:
         return self.read_batch([crop_bgr])[0]
 
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[Read]:
-        """Read several crops in one inference call."""
+        """Read several crops batched; doubtful reads get a second, two-line look (see init)."""
         if not crops:
             return []
         width = self._batch_width(crops)
-        inputs = [self._prepare(c, width) for c in crops]
-        split_of: dict[int, int] = {}
-        if self.split_two_line:
-            for i, crop in enumerate(crops):
-                if crop.shape[1] / crop.shape[0] <= self.two_line_max_aspect:
-                    img = two_line_view(resize_crop(crop, self.width, self.height,
-                                                    self.spec.color))
-                    split_of[i] = len(inputs)
-                    inputs.append(normalise(img, self.spec.scale, self.spec.mean, self.spec.std))
-        reads = self._run(np.stack(inputs), len(inputs))
-        return [_prefer(reads[i], reads[split_of[i]]) if i in split_of else reads[i]
-                for i in range(len(crops))]
+        reads = self._run(np.stack([self._prepare(c, width) for c in crops]), len(crops))
+        if not self.split_two_line:
+            return reads
+        # second look, as a two-line plate, only where the one-line read is doubtful
+        redo = [i for i, crop in enumerate(crops)
+                if crop.shape[1] / crop.shape[0] <= self.two_line_max_aspect
+                and _score(reads[i]) < (True, self.sure_confidence)]
+        if redo:
+            views = [normalise(two_line_view(resize_crop(crops[i], self.width, self.height,
+                                                         self.spec.color)),
+                               self.spec.scale, self.spec.mean, self.spec.std) for i in redo]
+            for i, split in zip(redo, self._run(np.stack(views), len(views)), strict=True):
+                reads[i] = _prefer(reads[i], split)
+        return reads
 
     def _run(self, batch: np.ndarray, count: int) -> list[Read]:
         out = self.session.run(None, {self.input_name: batch})[0]
