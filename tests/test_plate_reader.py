@@ -1,0 +1,167 @@
+"""The CTC plate reader: pure decoding, PaddleOCR and our CRNN through one class, broken files,
+and our model on the real crops of ../shared/data/plates against the public peer."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import need, shared_path
+
+from edge_agent.config import load_config
+from edge_agent.errors import BadInputError, ModelError
+from edge_agent.evaluation.plates import TinyLprPeer, evaluate_readers, load_labelled_crops
+from edge_agent.synth import STYLES, random_sample
+from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
+from edge_agent.vision.plate_reader import (
+    CtcPlateReader,
+    ctc_greedy_decode,
+    normalise,
+    resize_crop,
+    two_line_view,
+)
+
+CATALOG = load_catalog(BUNDLED_DIR / "models.toml")
+OURS = CATALOG["gotcha-kr-plate-crnn"]
+
+
+@pytest.fixture(scope="module")
+def config():
+    cfg = load_config(None)
+    cfg.models.intra_op_threads = 1
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def reader(config) -> CtcPlateReader:
+    return CtcPlateReader.from_config(config)
+
+
+def _one_hot(seq: list[int], classes: int) -> np.ndarray:
+    probs = np.full((len(seq), classes), 0.01, np.float32)
+    for t, k in enumerate(seq):
+        probs[t, k] = 0.9
+    return probs
+
+
+@pytest.mark.parametrize(("seq", "charset", "blank", "text"), [
+    ([0, 1, 1, 0, 1, 2, 2, 0], ["", "a", "b", "c"], 0, "aab"),  # blank splits a repeat
+    ([1, 1, 1], ["", "a", "b", "c"], 0, "a"),                   # repeats collapse
+    ([0, 0, 0], ["", "a", "b", "c"], 0, ""),                    # nothing but blanks
+    ([3, 0, 3, 1], ["a", "b", "서울", ""], 3, "ab"),            # blank last
+    ([2, 3, 1], ["a", "b", "서울", ""], 3, "서울b"),            # a region is one token
+])
+def test_greedy_decode(seq: list[int], charset: list[str], blank: int, text: str) -> None:
+    got, confs = ctc_greedy_decode(_one_hot(seq, 4), charset, blank)
+    assert got == text
+    assert len(confs) == len(text) - text.count("서울")
+    assert all(abs(c - 0.9) < 1e-6 for c in confs)
+
+
+def test_decode_rejects_a_class_outside_the_charset() -> None:
+    with pytest.raises(ModelError):
+        ctc_greedy_decode(_one_hot([5], 6), ["", "a"], 0)
+
+
+def test_preprocessing_shapes_and_scaling() -> None:
+    crop = np.full((30, 90, 3), 255, np.uint8)
+    gray = resize_crop(crop, 144, 48, "gray")
+    assert gray.shape == (48, 144, 1)
+    x = normalise(gray, 255.0, (0.5,), (0.5,))
+    assert x.shape == (1, 48, 144) and np.allclose(x, 1.0)
+    rgb = normalise(resize_crop(crop, 20, 10, "rgb"), 127.5, (1, 1, 1), (1, 1, 1))
+    assert rgb.shape == (3, 10, 20) and np.allclose(rgb, 1.0)
+
+
+def test_two_line_view_puts_the_top_line_left_and_the_bottom_line_right() -> None:
+    img = np.zeros((48, 144, 1), np.uint8)
+    img[:16] = 200  # top line area bright, bottom dark
+    img[36:] = 90
+    view = two_line_view(img)
+    assert view.shape == img.shape
+    assert view[:, :72].mean() > view[:, 72:].mean()
+    assert view[-4:, 72:].mean() > 60  # bottom rows now on the right half
+
+
+def test_our_model_is_small_and_matches_its_catalog_entry() -> None:
+    path = OURS.resolve(BUNDLED_DIR)
+    assert path.stat().st_size < 2_000_000
+    assert OURS.sha256 and OURS.layout == "ctc" and OURS.kind == "plate_reader"
+    assert (path.parent / OURS.charset).is_file()
+
+
+def test_empty_crop_is_a_named_error(reader: CtcPlateReader) -> None:
+    with pytest.raises(BadInputError):
+        reader.read(np.zeros((0, 10, 3), np.uint8))
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+def test_reads_synthetic_plates_of_every_style(reader: CtcPlateReader, style: str) -> None:
+    """Held-out seed (training used seed 0), cleaner crops: one-line and two-line plates,
+    regions included (orange construction plates are the weakest: 16/24 when measured)."""
+    rng = np.random.default_rng(12345)
+    samples = [random_sample(rng, style, easy=True) for _ in range(24)]
+    reads = [reader.read(crop)[0] for crop, _, _ in samples]
+    hits = sum(text == want for text, (_, want, _) in zip(reads, samples, strict=True))
+    assert hits >= 14, f"{style}: {hits}/24 read exactly: {reads}"
+
+
+def test_ppocrv4_recogniser_loads_through_the_reader(config) -> None:
+    pytest.importorskip("rapidocr_onnxruntime", reason="rapidocr-onnxruntime not installed")
+    spec = CATALOG["ppocrv4-rec"]
+    paddle = CtcPlateReader.from_spec(spec, spec.resolve(config.models.dir), config)
+    assert len(paddle.charset) == 6625  # blank + 6623 characters + space
+    image = np.full((64, 360, 3), 235, np.uint8)
+    cv2.putText(image, "12 3456", (12, 48), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (20, 20, 20), 3)
+    text, confs = paddle.read(image)
+    assert text.replace(" ", "") == "123456"
+    assert len(confs) == len(text) and min(confs) > 0.5
+
+
+def test_truncated_model_is_a_model_error(tmp_path: Path, config) -> None:
+    source = OURS.resolve(BUNDLED_DIR)
+    broken = tmp_path / source.name
+    broken.write_bytes(source.read_bytes()[:5000])
+    shutil.copy(source.parent / OURS.charset, tmp_path / OURS.charset)
+    with pytest.raises(ModelError, match="sha256"):
+        CtcPlateReader.from_spec(OURS, broken, config)
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        CtcPlateReader.from_spec(replace(OURS, sha256=None), broken, config)
+
+
+def test_wrong_charset_is_a_model_error(tmp_path: Path, config) -> None:
+    source = OURS.resolve(BUNDLED_DIR)
+    shutil.copy(source, tmp_path / source.name)
+    (tmp_path / OURS.charset).write_text("0\n1\n2\n", encoding="utf-8")
+    with pytest.raises(ModelError, match="classes"):
+        CtcPlateReader.from_spec(OURS, tmp_path / source.name, config)
+
+
+@pytest.fixture(scope="module")
+def real_scores(reader: CtcPlateReader) -> tuple:
+    """Ours and the peer on the 26 real crops, in one run."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (dev dependency) not installed")
+    crops = load_labelled_crops([shared_path("data/plates/set-a"),
+                                 shared_path("data/plates/set-b")])
+    need(len(crops) == 26, f"expected the 26 real crops, found {len(crops)}")
+    peer = TinyLprPeer(shared_path("peers/kr-tinylpr"))
+    return tuple(evaluate_readers(
+        {"ours": lambda image: reader.read(image)[0], "peer": peer.read}, crops))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3 target not met yet: the committed model reads "
+                   "10/26 real crops exactly, the peer 13/26 (synthetic-to-real gap)")
+def test_real_crops_at_least_95_percent_and_better_than_the_peer(real_scores: tuple) -> None:
+    ours, theirs = real_scores
+    assert ours.exact_accuracy >= 0.95, ours.misreads
+    assert ours.exact > theirs.exact, (ours.exact, theirs.exact)
+
+
+def test_real_crops_character_accuracy_beats_the_peer(real_scores: tuple) -> None:
+    ours, theirs = real_scores
+    assert ours.char_accuracy > theirs.char_accuracy, (ours.char_accuracy, theirs.char_accuracy)
+    assert ours.char_accuracy >= 0.8
