@@ -180,9 +180,9 @@ class DeviceRunner:
     def run(self) -> None:
         """start(), then serve until SIGINT/SIGTERM or a fatal error; close(). A fatal error
         is raised again after the clean stop, so the caller can exit non-zero."""
-        self.start()
-        restore = self._handle_signals()
+        restore = self._handle_signals()  # before start(): a SIGTERM during start stops cleanly
         try:
+            self.start()
             while not self._stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
