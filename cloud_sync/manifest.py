@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from cloud_sync.plate_grammar import ParsedPlate, explain_reject, parse_plate
-from cloud_sync.rules import ZONES
+from cloud_sync.rules import ZONES, finite_or_none
 
 SCHEMA = "gotcha.report/1"
 PHOTO_NAMES: tuple[str, str] = ("photo-1.jpg", "photo-2.jpg")
@@ -319,17 +319,6 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _finite(value: object) -> float | None:
-    """``value`` as a finite float, or None (not a number, bool, NaN/inf, too big)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _embedding(value: object, name: str) -> tuple[float, ...] | None:
     if value is None:
         return None
@@ -340,7 +329,7 @@ def _embedding(value: object, name: str) -> tuple[float, ...] | None:
         raise ManifestError(f"{name} has {len(value)} values; at most {MAX_EMBEDDING_DIM}")
     out = []
     for i, v in enumerate(value):
-        number = _finite(v)
+        number = finite_or_none(v)
         if number is None:
             raise ManifestError(f"{name}[{i}] must be a finite number, got {_short(v)}")
         out.append(number)

@@ -84,7 +84,7 @@ def _utc(t: datetime, name: str) -> datetime:
     return t.astimezone(UTC)
 
 
-def _finite(value: object) -> float | None:
+def finite_or_none(value: object) -> float | None:
     """A finite float, or None for None, NaN, infinities and non-numbers (unknown values)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -237,7 +237,7 @@ class Rules:
         if interval > self.max_interval_s:
             reasons.append(f"interval {interval:.0f} s is longer than the "
                            f"{self.max_interval_s:.0f} s maximum")
-        distance_m, scene_score = _finite(distance_m), _finite(scene_score)
+        distance_m, scene_score = finite_or_none(distance_m), finite_or_none(scene_score)
         if distance_m is None:
             reasons.append("distance between the photos is unknown (no location)")
         elif distance_m < 0:
