@@ -2,6 +2,8 @@
 
 Why one reader: every CTC recogniser is "resize, normalise, run, greedy-decode with a character
 list"; what differs (input size, colour, scaling, charset, blank index) is in models.toml.
+A plate charset (ours) also gets grammar-constrained decoding when the greedy read is no plate
+(see edge_agent.vision.ctc_decode); the greedy text is logged at debug level when it differs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ import onnxruntime as ort
 
 from edge_agent.errors import BadInputError, ModelError
 from edge_agent.vision.catalog import ModelSpec, verify_file
+from edge_agent.vision.ctc_decode import (
+    CtcGrammar,
+    constrained_decode,
+    greedy_decode,
+    plate_grammar,
+)
 from edge_agent.vision.onnx_session import check_input_shape, create_session
 
 log = logging.getLogger(__name__)
@@ -80,20 +88,10 @@ def ctc_greedy_decode(probs: np.ndarray, charset: Sequence[str], blank: int) -> 
     """Best path: argmax per step, collapse repeats, drop blanks; confidence = max prob per char.
 
     ``probs`` is [T, C] probabilities; ``charset[i]`` is the token of class i (blank included).
+    A region token (서울) gets one confidence, like every token.
     """
-    best = probs.argmax(axis=1)
-    text, confs = [], []
-    prev = -1
-    for t, k in enumerate(best):
-        k = int(k)
-        if k != prev and k != blank:
-            if k >= len(charset):
-                raise ModelError(f"model output class {k} is outside its {len(charset)}-entry "
-                                 f"character list; the charset does not belong to this model")
-            text.append(charset[k])
-            confs.append(float(probs[t, k]))
-        prev = k
-    return "".join(text), tuple(confs)
+    tokens, confs = greedy_decode(probs, charset, blank)
+    return "".join(tokens), tuple(confs)
 
 
 def load_charset(spec: ModelSpec, model_path: Path, session: ort.InferenceSession) -> list[str]:
@@ -145,6 +143,11 @@ class CtcPlateReader:
         self.two_line_max_aspect = float(spec.extra.get("two_line_max_aspect", 3.2))  # type: ignore[arg-type]
         # a grammatical one-line read this sure (mean character confidence) is not re-read
         self.sure_confidence = float(spec.extra.get("two_line_sure", 0.9))  # type: ignore[arg-type]
+        # decode = "plate" | "greedy" | "auto" (plate when the charset is a small plate charset):
+        # plate reads the most probable grammatical label sequence when the greedy read is no
+        # plate (constrain = "fallback") or always (constrain = "always")
+        self.grammar = _grammar_for(spec, charset)
+        self.constrain = str(spec.extra.get("constrain", "fallback"))
         classes = session.get_outputs()[0].shape[-1]
         if isinstance(classes, int) and classes != len(charset):
             raise ModelError(f"model {spec.id}: output has {classes} classes but its character "
@@ -240,7 +243,33 @@ class CtcPlateReader:
                              f"[N, T, classes]; layout ctc expects that")
         is_probs = out.min() >= 0 and np.allclose(out.sum(axis=-1), 1.0, atol=1e-2)
         probs = out if is_probs else softmax(out)
-        return [ctc_greedy_decode(p, self.charset, self.blank) for p in probs]
+        return [self._decode(p) for p in probs]
+
+    def _decode(self, probs: np.ndarray) -> Read:
+        """Greedy read, replaced by the grammar-constrained read per ``self.constrain``."""
+        greedy = ctc_greedy_decode(probs, self.charset, self.blank)
+        if self.grammar is None or (self.constrain == "fallback" and _score(greedy)[0]):
+            return greedy
+        best = constrained_decode(probs, self.charset, self.blank, self.grammar)
+        if best is None:
+            log.debug("plate read %r: no grammatical path in %d frames", greedy[0], len(probs))
+            return greedy
+        if best[0] != greedy[0]:
+            log.debug("plate read: greedy %r -> grammatical %r", greedy[0], best[0])
+        return best[0], tuple(best[1])
+
+
+def _grammar_for(spec: ModelSpec, charset: list[str]) -> CtcGrammar | None:
+    """The plate automaton for a plate charset; None for greedy-only models (PaddleOCR)."""
+    decode = str(spec.extra.get("decode", "auto"))
+    if decode == "greedy" or (decode == "auto" and len(charset) > 256):
+        return None
+    try:
+        return plate_grammar(charset)
+    except ModelError:
+        if decode == "plate":
+            raise
+        return None
 
 
 def _score(read: Read) -> tuple[bool, float]:
