@@ -3,6 +3,7 @@ constrained reader against greedy decoding on the real crops of ../shared/data/p
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,12 @@ from conftest import need, shared_path
 
 from edge_agent.config import load_config
 from edge_agent.evaluation.plates import load_labelled_crops, read_image
-from edge_agent.vision.ctc_decode import constrained_decode, greedy_decode, plate_grammar
+from edge_agent.vision.ctc_decode import (
+    CtcGrammar,
+    constrained_decode,
+    greedy_decode,
+    plate_grammar,
+)
 from edge_agent.vision.plate_reader import CtcPlateReader
 
 CHARSET = ["", *"0123456789", *"가나다바", "서울", "부산"]
@@ -132,3 +138,31 @@ def test_constrained_reader_reads_real_crops_at_least_as_well_as_greedy() -> Non
     hits = sum(a == b for a, b in zip(constrained, want, strict=True))
     base = sum(a == b for a, b in zip(greedy, want, strict=True))
     assert hits >= base, (hits, base, constrained)
+
+
+def _accepts(grammar: CtcGrammar, labels: list[int]) -> bool:
+    """Whether the automaton accepts a label sequence (plain NFA simulation)."""
+    states = grammar.start & grammar.allowed[:, labels[0]] if labels else grammar.start & False
+    for k in labels[1:]:
+        states = grammar.edges[states].any(axis=0) & grammar.allowed[:, k]
+    return bool((states & grammar.final).any())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_viterbi_matches_brute_force_over_all_frame_paths(seed: int) -> None:
+    """Tiny automaton "a b? (a|b)" over blank/a/b: the decoder's best score and text equal the
+    best of all 3^7 frame paths whose collapsed labels the automaton accepts."""
+    charset = ["", "a", "b"]
+    grammar = CtcGrammar(allowed=np.array([[0, 1, 0], [0, 0, 1], [0, 1, 1]], bool),
+                         edges=np.array([[0, 1, 1], [0, 0, 1], [0, 0, 0]], bool),
+                         start=np.array([1, 0, 0], bool), final=np.array([0, 0, 1], bool))
+    probs = np.random.default_rng(seed).dirichlet(np.ones(3) * 0.7, size=7)
+    best, best_text = -np.inf, None
+    for path in itertools.product(range(3), repeat=len(probs)):
+        labels = [k for i, k in enumerate(path) if k and (i == 0 or path[i - 1] != k)]
+        score = float(np.log(probs[np.arange(len(probs)), path]).sum())
+        if score > best and _accepts(grammar, labels):
+            best, best_text = score, "".join(charset[k] for k in labels)
+    text, confs, score = constrained_decode(probs, charset, 0, grammar)
+    assert score == pytest.approx(best)
+    assert text == best_text and len(confs) == len(text)
