@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
+from edge_agent.durable import atomic_write
 from edge_agent.errors import StoreError
 from edge_agent.store.db import store_error
 
@@ -24,14 +23,6 @@ def sha256_hex(data: bytes) -> str:
 
 def relative_path(sha: str) -> str:
     return f"{sha[:2]}/{sha[2:4]}/{sha}.jpg"
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class PhotoFiles:
@@ -51,23 +42,10 @@ class PhotoFiles:
         target = self.path(sha)
         if target.exists() and target.stat().st_size == len(data) and self.verify(sha):
             return sha
-        tmp_name = None
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-            tmp_name = None
-            _fsync_dir(target.parent)
+            atomic_write(target, data)
         except OSError as exc:
             raise store_error(exc, target) from exc
-        finally:
-            if tmp_name is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
         return sha
 
     def read(self, sha: str) -> bytes:

@@ -13,17 +13,15 @@ raises :class:`~edge_agent.errors.UploadError` with what to do.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_agent.durable import atomic_write
 from edge_agent.errors import GotchaError, UploadError
 
 log = logging.getLogger(__name__)
@@ -78,32 +76,6 @@ def _content_type(key: str) -> str:
 
 # ---------------------------------------------------------------------------- local folder
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    """tmp file in the same folder, fsync, rename, fsync the folder: all or nothing."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        tmp = ""
-        _fsync_dir(target.parent)
-    finally:
-        if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
 class LocalObjectStore:
     """Objects as files under ``root``; metadata beside them under ``root/.meta``.
 
@@ -126,8 +98,8 @@ class LocalObjectStore:
         path, meta_path = self._paths(key)
         meta = {**(metadata or {}), SHA256_META: sha256_hex(data)}
         try:
-            _atomic_write(meta_path, json.dumps(meta, sort_keys=True).encode())
-            _atomic_write(path, data)
+            atomic_write(meta_path, json.dumps(meta, sort_keys=True).encode())
+            atomic_write(path, data)
         except OSError as exc:
             raise UploadError(f"cannot write {path}: {exc.strerror or exc}; check that "
                               f"upload.local_dir ({self.root}) is writable and has space") from exc

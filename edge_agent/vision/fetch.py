@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent import __version__
+from edge_agent.durable import fsync_dir
 from edge_agent.errors import ModelError
 from edge_agent.vision.catalog import ModelSpec, file_sha256
 
@@ -92,16 +93,6 @@ def _host(url: str) -> str:
 def _unreachable(url: str, reason: object, folder: Path) -> ModelError:
     return ModelError(f"cannot reach {_host(url)} ({reason}); copy the file manually into "
                       f"{folder} or try again")
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (a power cut must not lose the new directory entry)."""
-    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _open(url: str, offset: int, timeout: float, folder: Path) -> http.client.HTTPResponse:
@@ -242,7 +233,7 @@ def fetch_model(spec: ModelSpec, dest: Path, *, url: str | None = None, timeout:
                              f"{spec.sha256[:12]}…; deleted it, nothing was installed: the "
                              f"source changed or the url is wrong")
         os.replace(part, target)
-        _fsync_dir(dest)
+        fsync_dir(dest)
     log.info("model %s: %s verified and installed (%d bytes fetched, %d resumed)", spec.id,
              target, done, kept)
     return FetchResult(target, done, kept, already_present=False)
