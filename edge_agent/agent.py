@@ -122,10 +122,26 @@ class Agent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _evidence_plates(self, result: PhotoResult) -> list[PlateDetection]:
+        """Grammar-valid reads sure enough to be evidence. Why a confidence floor: decoding
+        constrained by the grammar always yields a well-formed plate, even from a blurred one,
+        so well-formed alone is no proof the plate was read."""
+        floor = self.config.vision.min_plate_confidence
+        plates = []
+        for plate in result.plates:
+            read = plate.read
+            if read is None or not read.valid or not read.text:
+                continue
+            if read.confidence < floor:
+                log.info("%s: %s not recorded: read confidence %.2f < %.2f",
+                         result.photo_meta.source_id, read.text, read.confidence, floor)
+                continue
+            plates.append(plate)
+        return plates
+
     def handle(self, photo: Photo, result: PhotoResult) -> list[Decision]:
         """Record every grammar-valid plate of one processed photo; one decision per plate."""
-        plates = sorted((p for p in result.plates if p.read is not None and p.read.valid
-                         and p.read.text), key=lambda p: -p.read.confidence)  # type: ignore[union-attr]
+        plates = sorted(self._evidence_plates(result), key=lambda p: -p.read.confidence)  # type: ignore[union-attr]
         if not plates:
             return []
         self.store.evict(incoming_bytes=len(photo.data))

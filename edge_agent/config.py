@@ -79,6 +79,9 @@ class VisionConfig(Section):
     vehicle_score: float = Field(0.30, gt=0, lt=1, description="Minimum vehicle score.")
     vehicle_nms_iou: float = Field(0.50, gt=0, lt=1, description="NMS IoU for vehicles.")
     plate_score: float = Field(0.25, gt=0, lt=1, description="Minimum plate-detector score.")
+    min_plate_confidence: float = Field(0.5, ge=0, lt=1, description="A plate read is evidence "
+                                        "only if its weakest character is at least this sure; "
+                                        "less sure reads are shown but never recorded.")
     min_vehicle_px: int = Field(32, ge=1, description="Ignore vehicles smaller than this "
                                 "(shorter side, pixels).")
     max_image_pixels: int = Field(100_000_000, ge=1_000_000,

@@ -65,16 +65,18 @@ def process_photos(paths: Iterable[Path], pipeline: Any, on_result: ResultHook |
         yield PhotoOutcome(Path(path), result=result)
 
 
-def _read_text(plate: Any) -> str:
+def _read_text(plate: Any, min_confidence: float) -> str:
     read = plate.read
     if read is None:
         return "(not read)"
     shown = read.text if read.valid else (read.raw_text or "''")
     verdict = "valid" if read.valid else f"invalid: {read.reject_reason}"
+    if read.valid and read.confidence < min_confidence:
+        verdict = f"valid but unsure (< {min_confidence:.2f}: not evidence)"
     return f"{shown}  conf {read.confidence:.2f}  {verdict}"
 
 
-def format_outcome(outcome: PhotoOutcome) -> list[str]:
+def format_outcome(outcome: PhotoOutcome, min_confidence: float = 0.0) -> list[str]:
     """Readable lines for one photo."""
     result = outcome.result
     if result is None:
@@ -91,7 +93,7 @@ def format_outcome(outcome: PhotoOutcome) -> list[str]:
     for p in result.plates:
         owner = "frame" if p.vehicle_index is None else f"vehicle {p.vehicle_index}"
         lines.append(f"  plate   on {owner:<10} {p.score:.2f}  {p.box.as_list()}  "
-                     f"{_read_text(p)}")
+                     f"{_read_text(p, min_confidence)}")
     if not result.vehicles and not result.plates:
         lines.append("  nothing found")
     return lines
@@ -131,7 +133,7 @@ def register(app: typer.Typer) -> None:
                             doc["lifecycle"] = hook.to_dicts(outcome.path)
                         collected.append(doc)
                     elif outcome.result is not None:
-                        lines = format_outcome(outcome)
+                        lines = format_outcome(outcome, cfg.vision.min_plate_confidence)
                         typer.echo("\n".join(lines + (hook.lines(outcome.path) if hook else [])))
             finally:
                 if hook is not None:

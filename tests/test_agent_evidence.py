@@ -1,0 +1,33 @@
+"""Only plate reads sure enough to be evidence become sightings (vision.min_plate_confidence)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from conftest import shared_path
+from pair_helpers import photo_pair, result_for
+
+from edge_agent.agent import Agent
+from edge_agent.config import load_config
+from edge_agent.results import Box
+
+
+def test_unsure_reads_are_never_recorded(tmp_path: Path, models_dir: Path) -> None:
+    env = {"GOTCHA_STORE__PATH": str(tmp_path / "g.db"),
+           "GOTCHA_STORE__PHOTO_DIR": str(tmp_path / "photos"),
+           "GOTCHA_MODEL_DIR": str(models_dir), "GOTCHA_VISION__MIN_PLATE_CONFIDENCE": "0.5"}
+    config = load_config(None, environ=env)
+    source = shared_path("data/scenes/korea-a/4vehicles.jpg")
+    a, b = photo_pair(source, config, datetime.now(UTC) - timedelta(minutes=10), 75)
+    w, h = a.size
+    vehicle = Box(w * 0.35, h * 0.45, w * 0.65, h * 0.85)
+    with Agent.open(config) as agent:
+        assert agent.handle(a, result_for(a, "12가3456", vehicle, confidence=0.3)) == []
+        assert agent.store.outbox_depth() == 0
+        first = agent.handle(a, result_for(a, "12가3456", vehicle, confidence=0.9))
+        unsure_second = agent.handle(b, result_for(b, "12가3456", vehicle, confidence=0.49))
+        second = agent.handle(b, result_for(b, "12가3456", vehicle, dx=4, confidence=0.9))
+    assert [d.action for d in first] == ["candidate"]
+    assert unsure_second == []  # an unsure second photo confirms nothing
+    assert [d.action for d in second] == ["confirmed"]
