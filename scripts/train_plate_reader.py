@@ -2,8 +2,8 @@
 
 Reproduce the committed model (fixed seed, the numbers are in models/models.toml):
 
-    .venv/bin/python scripts/train_plate_reader.py --seed 0 --samples 60000 --steps 3000 \
-        --out models/gotcha-kr-plate-crnn.onnx
+    .venv/bin/python scripts/train_plate_reader.py --seed 0 --samples 80000 --steps 4200 \
+        --threads 2 --minutes 27 --out models/gotcha-kr-plate-crnn.onnx
 
 Why this design: a small CRNN (conv only, ~1 MB) reading one row of features with CTC. Two-line
 plates (region and digits above letter and number) are shown to it split and laid side by side
@@ -245,7 +245,7 @@ def main() -> None:
                         help="ONNX file to write (the charset goes next to it).")
     args = parser.parse_args()
     if args.cache is None:
-        args.cache = Path(f"/tmp/gotcha-plate-synth-v3-seed{args.seed}-{args.samples}.npz")
+        args.cache = Path(f"/tmp/gotcha-plate-synth-v4-seed{args.seed}-{args.samples}.npz")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.render_only:
         render_dataset(args.seed, args.samples, args.workers, args.cache)

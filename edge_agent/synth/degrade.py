@@ -48,7 +48,38 @@ def scene_background(height: int, width: int, rng: np.random.Generator) -> np.nd
         axes = (int(rng.integers(5, width // 2 + 6)), int(rng.integers(3, height // 3 + 4)))
         cv2.ellipse(img, center, axes, 0, 0, 360, tuple(int(c) for c in rng.integers(0, 256, 3)),
                     int(rng.integers(1, 4)))
+    if rng.random() < 0.6:
+        edge_clutter(img, rng)
     return img
+
+
+def edge_clutter(img: np.ndarray, rng: np.random.Generator) -> None:
+    """Things around a plate that a loose crop shows and a reader must not read (in place).
+
+    Bolts and screw heads, the edge of a dark plate holder, lamp/badge blobs and partial
+    characters (a dealer's name, a neighbouring sign) cut by the crop's edge.
+    """
+    h, w = img.shape[:2]
+    for _ in range(int(rng.integers(1, 5))):
+        kind = rng.random()
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        if kind < 0.3:  # bolt or lamp
+            r = max(1, int(h * _u(rng, 0.02, 0.1)))
+            cv2.circle(img, (x, y), r, color, -1, cv2.LINE_AA)
+        elif kind < 0.55:  # vertical edge of a holder, grille or lamp housing
+            cv2.line(img, (x, 0), (x + int(rng.integers(-h // 4 - 1, h // 4 + 1)), h), color,
+                     int(rng.integers(1, max(2, w // 30))), cv2.LINE_AA)
+        else:  # characters cut by the crop edge or small print on the bumper
+            text = "".join(str(rng.choice(list(_CLUTTER_CHARS)))
+                           for _ in range(int(rng.integers(1, 6))))
+            scale = _u(rng, 0.2, 0.9) * h / 60
+            cv2.putText(img, text, (int(rng.choice([-w // 10, x, w - w // 10])), y),
+                        cv2.FONT_HERSHEY_SIMPLEX if rng.random() < 0.5 else cv2.FONT_HERSHEY_DUPLEX,
+                        max(0.2, scale), color, max(1, int(scale * 2)), cv2.LINE_AA)
+
+
+_CLUTTER_CHARS = "0123456789ABCDEFGHKMNRSTUVXYZ-|I"
 
 
 def place_and_crop(plate: np.ndarray, rng: np.random.Generator, loose: float,

@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -72,13 +73,19 @@ def _pil_font(face: FontFace) -> ImageFont.FreeTypeFont:
 
 @functools.lru_cache(maxsize=8192)
 def glyph_mask(face: FontFace, char: str, bold: int = 0) -> np.ndarray:
-    """Float32 ink mask (0..1) of one character cropped to its ink; ``bold`` adds stroke px."""
+    """Float32 ink mask (0..1) of one character cropped to its ink; ``bold`` adds stroke px.
+
+    A negative ``bold`` thins the strokes (erosion), as the light weights of worn or
+    differently cut plate typefaces look.
+    """
     font = _pil_font(face)
     size = GLYPH_SIZE * 2
     image = Image.new("L", (size, size), 0)
     ImageDraw.Draw(image).text((GLYPH_SIZE // 2, GLYPH_SIZE // 4), char, font=font, fill=255,
-                               stroke_width=bold, stroke_fill=255)
+                               stroke_width=max(0, bold), stroke_fill=255)
     mask = np.asarray(image, dtype=np.float32) / 255.0
+    if bold < 0:
+        mask = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=-bold)
     ys, xs = np.nonzero(mask > 0.1)
     if len(xs) == 0:
         return np.zeros((GLYPH_SIZE, GLYPH_SIZE // 2), np.float32)

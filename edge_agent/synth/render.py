@@ -73,7 +73,7 @@ def _one_line(parts: PlateParts, left: float, rng: np.random.Generator) -> list[
     boxes = _row(chars, left, 1.0 - float(rng.uniform(0.04, 0.08)), 0.14, 0.88,
                  gaps={len(parts.front): 0.1, len(parts.front) + 1: gap_letter})
     letter_i = len(parts.front)
-    boxes[letter_i] = _shrink(boxes[letter_i], float(rng.uniform(0.75, 1.0)), anchor_y=0.7)
+    boxes[letter_i] = _shrink(boxes[letter_i], float(rng.uniform(0.6, 1.0)), anchor_y=0.7)
     return boxes
 
 
@@ -123,7 +123,7 @@ def layout(parts: PlateParts, style: str, rng: np.random.Generator) -> tuple[flo
 
 
 def _paint(canvas: np.ndarray, box: Box, face: FontFace, color: Color, bold: int,
-           ref_w: dict[str, float]) -> None:
+           ref_w: dict[str, float], squeeze: float = 1.0) -> None:
     h, w = canvas.shape[:2]
     x0, y0 = round(box.x0 * w), round(box.y0 * h)
     bw, bh = max(1, round((box.x1 - box.x0) * w)), max(1, round((box.y1 - box.y0) * h))
@@ -132,7 +132,7 @@ def _paint(canvas: np.ndarray, box: Box, face: FontFace, color: Color, bold: int
     kind = "digit" if box.text.isdigit() else "hangul"
     # uniform stretch per class: a narrow "1" stays narrow, a "0" fills its cell
     gw = round(min(bw, bw * mw / ref_w[kind]) if kind == "digit" else bw)
-    gw = max(1, gw)
+    gw = max(1, round(gw * squeeze))
     glyph = cv2.resize(mask, (gw, bh), interpolation=cv2.INTER_AREA)
     gx = x0 + (bw - gw) // 2
     ys, xs = slice(max(0, y0), min(h, y0 + bh)), slice(max(0, gx), min(w, gx + gw))
@@ -189,11 +189,12 @@ def render_plate_lines(text: str, style: str, rng: np.random.Generator,
         _emblem(canvas, style, rng, fg)
     faces = korean_fonts()
     face = faces[int(rng.integers(len(faces)))]
-    bold = int(rng.integers(0, 3))
+    bold = int(rng.integers(-2, 4))  # stroke weight: thin (eroded) to heavy
+    squeeze = float(rng.uniform(0.72, 1.0)) if rng.random() < 0.5 else 1.0  # condensed faces
     ref_w = {"digit": float(glyph_mask(face, "0", bold).shape[1]),
              "hangul": float(glyph_mask(face, "가", bold).shape[1])}
     for box in boxes:
-        _paint(canvas, box, face, fg, bold, ref_w)
+        _paint(canvas, box, face, fg, bold, ref_w, squeeze)
     if rng.random() < 0.7:  # painted/embossed border
         t = max(1, height // 40)
         m = max(1, height // 30)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_agent.synth import degrade
-from edge_agent.synth.formats import STYLES, random_plate_text
+from edge_agent.synth.formats import STYLES, USE_LETTERS, random_plate_text, split_text
 from edge_agent.synth.render import render_plate_lines
 
 # How often each style is drawn; the common real ones more often, every style present.
@@ -19,6 +19,7 @@ STYLE_WEIGHTS: dict[str, float] = {
     "blue_ev": 0.07, "orange": 0.05, "rental": 0.04, "delivery": 0.04,
 }
 assert set(STYLE_WEIGHTS) == set(STYLES)
+LETTER_SWAP = 0.5  # share of samples whose letter is drawn uniformly from all use-letters
 
 
 def random_style(rng: np.random.Generator) -> str:
@@ -42,6 +43,10 @@ def random_sample(rng: np.random.Generator, style: str | None = None,
     """
     style = style or random_style(rng)
     text = random_plate_text(rng, style)
+    if rng.random() < LETTER_SWAP:  # every use-letter equally often: similar shapes get seen
+        parts = split_text(text)
+        letter = USE_LETTERS[int(rng.integers(len(USE_LETTERS)))]
+        text = f"{parts.region or ''}{parts.front}{letter}{parts.number}"
     img, two_line = render_plate_lines(text, style, rng, height=int(rng.integers(48, 120)))
     if easy:
         loose = float(rng.uniform(0.0, 0.3))
@@ -49,9 +54,12 @@ def random_sample(rng: np.random.Generator, style: str | None = None,
         if rng.random() < 0.5:
             img = degrade.low_resolution(img, rng, min_height=28, max_height=80)
         return img, text, two_line
-    if rng.random() < 0.35:
+    if rng.random() < 0.5:
         img = degrade.add_frame(img, rng)
-    loose = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.05, 1.3))
+    # detector boxes range from tight to a lot of bumper around a small plate
+    loose = 0.0 if rng.random() < 0.25 else float(rng.uniform(0.05, 1.3))
+    if rng.random() < 0.15:
+        loose = float(rng.uniform(1.0, 1.7))
     img = degrade.place_and_crop(img, rng, loose=loose, warp=float(rng.uniform(0.0, 0.12)))
     img = degrade.color_jitter(img, rng)
     for fn, p in ((degrade.shadow, 0.25), (degrade.glare, 0.15), (degrade.dirt, 0.2),
