@@ -15,7 +15,7 @@ from edge_agent.config import StoreConfig
 from edge_agent.store.store import Store
 
 WORKER = Path(__file__).with_name("kill_worker.py")
-VEHICLES = 40
+VEHICLES = 150  # enough work that no round can finish it inside the kill window
 KILLS = 8
 
 
