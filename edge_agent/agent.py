@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cloud_sync.rules import DEFAULT_RULES, Rules
 from edge_agent.config import GotchaConfig
-from edge_agent.errors import ConfigError, ModelError
+from edge_agent.errors import ConfigError, ModelMissingError
 from edge_agent.lifecycle import Decision, Lifecycle, SceneVerdict
 from edge_agent.results import Box, PlateDetection
 from edge_agent.store.records import Sighting
@@ -63,9 +63,7 @@ def scene_matcher(config: GotchaConfig) -> SceneMatcher:
 
     try:
         return SceneMatcher.from_config(config)
-    except ModelError as exc:
-        if "missing" not in str(exc).lower() and "not found" not in str(exc).lower():
-            raise
+    except ModelMissingError as exc:
         log.warning("scene embedder unavailable (%s); comparing scenes by geometry only", exc)
         return SceneMatcher(None, rules_from_config(config).scene_threshold)
 

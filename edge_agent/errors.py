@@ -22,6 +22,11 @@ class ModelError(GotchaError):
     """A model file is missing, damaged, has the wrong checksum or the wrong input/output shape."""
 
 
+class ModelMissingError(ModelError):
+    """A model's file is not on this machine (as opposed to present but broken): optional
+    models may be left out on this error alone."""
+
+
 class StoreError(GotchaError):
     """The local store cannot be written (locked, full disk, failed integrity check)."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edge_agent.errors import ConfigError, ModelError
+from edge_agent.errors import ConfigError, ModelError, ModelMissingError
 
 ModelKind = Literal[
     "vehicle_detector", "plate_detector", "plate_reader", "text_detector", "scene_embedder"
@@ -100,7 +100,8 @@ class ModelSpec:
         where = ", ".join(str(p.parent) for p in self.candidate_paths(model_dir))
         hint = (f"run `gotcha models fetch {self.id}`" if self.url
                 else "copy it there or set GOTCHA_MODEL_DIR")
-        raise ModelError(f"model {self.id}: file {self.file} not found in {where}; {hint}")
+        raise ModelMissingError(f"model {self.id}: file {self.file} not found in {where}; "
+                                f"{hint}")
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

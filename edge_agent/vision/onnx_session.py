@@ -13,7 +13,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from edge_agent.errors import ConfigError, ModelError
+from edge_agent.errors import ConfigError, ModelError, ModelMissingError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def create_session(
     """
     label = name or path.name
     if model_bytes is None and not path.is_file():
-        raise ModelError(f"model {label}: file {path} not found; run `gotcha models fetch "
+        raise ModelMissingError(f"model {label}: file {path} not found; run `gotcha models fetch "
                          f"{label}` or set GOTCHA_MODEL_DIR to the folder that holds it")
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
