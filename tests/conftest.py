@@ -145,3 +145,23 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoS3]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture()
+def s3(moto_s3: MotoS3):
+    """A boto3 S3 client on a fresh moto server, with the reports bucket created."""
+    from cloud_helpers import BUCKET
+
+    client = moto_s3.client()
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture()
+def conn(mysql_database: dict[str, object]) -> Iterator[object]:
+    """A connection to a fresh test database with the schema, zones and views applied."""
+    from cloud_helpers import fresh_db
+
+    connection = fresh_db(mysql_database)
+    yield connection
+    connection.close()

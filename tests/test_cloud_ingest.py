@@ -12,7 +12,6 @@ import pytest
 from cloud_helpers import (
     BUCKET,
     event_for,
-    fresh_db,
     make_report,
     put_manifest,
     put_photos,
@@ -24,20 +23,6 @@ from cloud_helpers import (
 from cloud_sync import db, ingest
 from cloud_sync.errors import EventError, PhotosNotReadyError
 from cloud_sync.events import parse_s3_event, s3_event, s3_event_record
-
-
-@pytest.fixture()
-def s3(moto_s3):
-    client = moto_s3.client()
-    client.create_bucket(Bucket=BUCKET)
-    return client
-
-
-@pytest.fixture()
-def conn(mysql_database):
-    connection = fresh_db(mysql_database)
-    yield connection
-    connection.close()
 
 
 def temporary(conn):

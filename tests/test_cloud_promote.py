@@ -6,24 +6,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cloud_helpers import BUCKET, fresh_db, make_report, query, settings, upload
+from cloud_helpers import make_report, query, settings, upload
 
 from cloud_sync import db, ingest, promote
 from cloud_sync.rules import DEFAULT_RULES
-
-
-@pytest.fixture()
-def s3(moto_s3):
-    client = moto_s3.client()
-    client.create_bucket(Bucket=BUCKET)
-    return client
-
-
-@pytest.fixture()
-def conn(mysql_database):
-    connection = fresh_db(mysql_database)
-    yield connection
-    connection.close()
 
 
 def ingest_reports(s3, conn, reports):

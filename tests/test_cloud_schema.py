@@ -7,17 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cloud_helpers import fresh_db, query, settings
+from cloud_helpers import query, settings
 
 from cloud_sync import db, ingest, promote
 from cloud_sync.rules import DEFAULT_RULES, RESIDENT_REPORT_ZONES, ZONE_RULES, ZONES
-
-
-@pytest.fixture()
-def conn(mysql_database):
-    connection = fresh_db(mysql_database)
-    yield connection
-    connection.close()
 
 
 def test_init_db_is_rerunnable_and_keeps_data(conn, mysql_database):
