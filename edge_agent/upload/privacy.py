@@ -85,7 +85,9 @@ def _exif_for_copy(data: bytes) -> bytes | None:
         return None
     try:
         exif = piexif.load(data)
-    except Exception:
+    except Exception as exc:  # piexif raises anything from struct.error to KeyError on junk
+        log.warning("EXIF of an uploaded copy is unreadable (%s); the manifest keeps the "
+                    "capture time and place", type(exc).__name__)
         return None
     if not any(exif.get(ifd) for ifd in ("0th", "Exif", "GPS")):
         return None
