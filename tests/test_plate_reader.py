@@ -77,14 +77,15 @@ def test_preprocessing_shapes_and_scaling() -> None:
     assert rgb.shape == (3, 10, 20) and np.allclose(rgb, 1.0)
 
 
-def test_two_line_view_puts_the_top_line_left_and_the_bottom_line_right() -> None:
-    img = np.zeros((48, 144, 1), np.uint8)
-    img[:16] = 200  # top line area bright, bottom dark
-    img[36:] = 90
-    view = two_line_view(img)
-    assert view.shape == img.shape
-    assert view[:, :72].mean() > view[:, 72:].mean()
-    assert view[-4:, 72:].mean() > 60  # bottom rows now on the right half
+def test_two_line_view_puts_each_line_at_full_model_size_side_by_side() -> None:
+    crop = np.zeros((60, 110, 3), np.uint8)
+    crop[:20] = 200  # top line area bright, bottom dark
+    crop[45:] = 90
+    view = two_line_view(crop, 144, 48, "gray")
+    assert view.shape == (48, 288, 1)
+    assert view[:, :144].mean() > view[:, 144:].mean()
+    assert view[-4:, 144:].mean() > 60  # bottom rows now fill the right half's bottom
+    assert view[:4, :144].mean() > 150  # top rows fill the left half's top
 
 
 def test_our_model_is_small_and_matches_its_catalog_entry() -> None:

@@ -26,6 +26,7 @@ from edge_agent.vision.ctc_decode import (
     plate_grammar,
 )
 from edge_agent.vision.onnx_session import check_input_shape, create_session
+from edge_agent.vision.plate_zoom import zoom_box
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +52,19 @@ def resize_crop(crop_bgr: np.ndarray, width: int, height: int, color: str) -> np
     return img[..., None] if img.ndim == 2 else img
 
 
-def two_line_view(img: np.ndarray, top_end: float = 0.5, bottom_start: float = 0.4) -> np.ndarray:
-    """A two-line plate laid out as one line: top part left, bottom part right, same size.
+def two_line_view(crop: np.ndarray, width: int, height: int, color: str,
+                  top_end: float = 0.5, bottom_start: float = 0.4) -> np.ndarray:
+    """A two-line plate laid out as one line twice the model width: top line left, bottom right.
 
-    ``img`` is the model-sized uint8 HxWxC crop. Each part keeps all columns and is squeezed to
-    half the width, so a one-row CTC model reads the top line, then the bottom line. The parts
-    overlap a little because crops are never centred exactly. Shared with the training script.
+    Each line is cut from the crop itself and resized to the model's (width, height), so the
+    small region line gets as many pixels as a whole one-line plate would. The parts overlap a
+    little because crops are never centred exactly. Shared with the training script.
     """
-    h, w = img.shape[:2]
-    top = img[: max(1, round(h * top_end))]
-    bottom = img[min(h - 1, round(h * bottom_start)):]
-    half = w // 2
-    parts = [cv2.resize(part, (half if i == 0 else w - half, h), interpolation=cv2.INTER_AREA)
-             for i, part in enumerate((top, bottom))]
-    out = np.hstack(parts)
-    return out[..., None] if out.ndim == 2 else out
+    h = crop.shape[0]
+    top = crop[: max(1, round(h * top_end))]
+    bottom = crop[min(h - 1, round(h * bottom_start)):]
+    return np.hstack([resize_crop(top, width, height, color),
+                      resize_crop(bottom, width, height, color)])
 
 
 def normalise(img: np.ndarray, scale: float, mean: Sequence[float] | None,
@@ -135,14 +134,19 @@ class CtcPlateReader:
         self.channels = 1 if spec.color == "gray" else 3
         self.width, self.height = spec.input_size
         shape = session.get_inputs()[0].shape
+        # a width-free input is read keeping the crop's aspect (PaddleOCR) unless the model is
+        # trained on stretched crops (resize = "stretch"), which still reads two-line views wide
         self.dynamic_width = not isinstance(shape[3], int)
+        self.keep_aspect = self.dynamic_width and spec.extra.get("resize") != "stretch"
         self.input_name = session.get_inputs()[0].name
         # two_line = "split": also read the crop as a split two-line plate (top | bottom) when it
         # is no wider than two_line_max_aspect, and keep the read the plate grammar prefers.
-        self.split_two_line = spec.extra.get("two_line") == "split" and not self.dynamic_width
+        self.split_two_line = spec.extra.get("two_line") == "split" and not self.keep_aspect
         self.two_line_max_aspect = float(spec.extra.get("two_line_max_aspect", 3.2))  # type: ignore[arg-type]
         # a grammatical one-line read this sure (mean character confidence) is not re-read
         self.sure_confidence = float(spec.extra.get("two_line_sure", 0.9))  # type: ignore[arg-type]
+        # zoom = true: a doubtful read is read again cut to its text (loose crops)
+        self.zoom = bool(spec.extra.get("zoom", False)) and not self.keep_aspect
         # decode = "plate" | "greedy" | "auto" (plate when the charset is a small plate charset):
         # plate reads the most probable grammatical label sequence when the greedy read is no
         # plate (constrain = "fallback") or always (constrain = "always")
@@ -195,7 +199,7 @@ class CtcPlateReader:
     def _prepare(self, crop: np.ndarray, width: int) -> np.ndarray:
         if crop is None or crop.size == 0 or crop.ndim not in (2, 3):
             raise BadInputError("plate crop is empty or not an image; pass a non-empty BGR crop")
-        if self.dynamic_width:  # PaddleOCR: keep the aspect ratio, pad on the right
+        if self.keep_aspect:  # PaddleOCR: keep the aspect ratio, pad on the right
             h, w = crop.shape[:2]
             target = min(width, max(8, math.ceil(self.height * w / h)))
             img = resize_crop(crop, target, self.height, self.spec.color)
@@ -207,7 +211,7 @@ class CtcPlateReader:
         return normalise(img, self.spec.scale, self.spec.mean, self.spec.std)
 
     def _batch_width(self, crops: Sequence[np.ndarray]) -> int:
-        if not self.dynamic_width:
+        if not self.keep_aspect:
             return self.width
         ratios = [c.shape[1] / max(1, c.shape[0]) for c in crops if c is not None and c.size]
         return max(self.width, math.ceil(self.height * max(ratios, default=1.0)))
@@ -217,33 +221,61 @@ class CtcPlateReader:
         return self.read_batch([crop_bgr])[0]
 
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[Read]:
-        """Read several crops batched; doubtful reads get a second, two-line look (see init)."""
+        """Read several crops batched; doubtful reads get closer and two-line looks (see init)."""
         if not crops:
             return []
         width = self._batch_width(crops)
-        reads = self._run(np.stack([self._prepare(c, width) for c in crops]), len(crops))
-        if not self.split_two_line:
-            return reads
-        # second look, as a two-line plate, only where the one-line read is doubtful
-        redo = [i for i, crop in enumerate(crops)
-                if crop.shape[1] / crop.shape[0] <= self.two_line_max_aspect
-                and _score(reads[i]) < (True, self.sure_confidence)]
-        if redo:
-            views = [normalise(two_line_view(resize_crop(crops[i], self.width, self.height,
-                                                         self.spec.color)),
-                               self.spec.scale, self.spec.mean, self.spec.std) for i in redo]
-            for i, split in zip(redo, self._run(np.stack(views), len(views)), strict=True):
-                reads[i] = _prefer(reads[i], split)
+        probs = self._infer(np.stack([self._prepare(c, width) for c in crops]), len(crops))
+        reads = [self._decode(p) for p in probs]
+        if self.zoom:
+            self._look_closer(crops, probs, reads)
+        if self.split_two_line:
+            self._look_as_two_lines(crops, reads)
         return reads
 
-    def _run(self, batch: np.ndarray, count: int) -> list[Read]:
+    def _doubtful(self, read: Read) -> bool:
+        return _score(read) < (True, self.sure_confidence)
+
+    def _look_closer(self, crops: Sequence[np.ndarray], probs: np.ndarray,
+                     reads: list[Read]) -> None:
+        """Re-read doubtful crops cut to their text (plate_zoom); keep the better read."""
+        boxes = {i: zoom_box(crops[i], probs[i], self.blank)
+                 for i in range(len(crops)) if self._doubtful(reads[i])}
+        boxes = {i: box for i, box in boxes.items() if box is not None}
+        if not boxes:
+            return
+        zoomed = [crops[i][y0:y1, x0:x1] for i, (x0, y0, x1, y1) in boxes.items()]
+        batch = np.stack([self._prepare(c, self.width) for c in zoomed])
+        for i, p in zip(boxes, self._infer(batch, len(zoomed)), strict=True):
+            reads[i] = _better(reads[i], self._decode(p))
+
+    def _look_as_two_lines(self, crops: Sequence[np.ndarray], reads: list[Read]) -> None:
+        """Re-read doubtful crops no wider than a two-line plate as one; keep the better read."""
+        redo = [i for i, crop in enumerate(crops)
+                if crop.shape[1] / crop.shape[0] <= self.two_line_max_aspect
+                and self._doubtful(reads[i])]
+        if not redo:
+            return
+        views = np.stack([self._two_line_input(crops[i]) for i in redo])
+        for i, p in zip(redo, self._infer(views, len(redo)), strict=True):
+            reads[i] = _better(reads[i], self._decode(p))
+
+    def _two_line_input(self, crop: np.ndarray) -> np.ndarray:
+        """The split two-line view, squeezed back to the model width if the width is fixed."""
+        view = two_line_view(crop, self.width, self.height, self.spec.color)
+        if not self.dynamic_width:
+            view = cv2.resize(view, (self.width, self.height), interpolation=cv2.INTER_AREA)
+            view = view[..., None] if view.ndim == 2 else view
+        return normalise(view, self.spec.scale, self.spec.mean, self.spec.std)
+
+    def _infer(self, batch: np.ndarray, count: int) -> np.ndarray:
+        """[N, T, C] class probabilities of a prepared batch."""
         out = self.session.run(None, {self.input_name: batch})[0]
         if out.ndim != 3 or out.shape[0] != count:
             raise ModelError(f"model {self.spec.id}: output shape {out.shape} is not "
                              f"[N, T, classes]; layout ctc expects that")
         is_probs = out.min() >= 0 and np.allclose(out.sum(axis=-1), 1.0, atol=1e-2)
-        probs = out if is_probs else softmax(out)
-        return [self._decode(p) for p in probs]
+        return out if is_probs else softmax(out)
 
     def _decode(self, probs: np.ndarray) -> Read:
         """Greedy read, replaced by the grammar-constrained read per ``self.constrain``."""
@@ -279,6 +311,6 @@ def _score(read: Read) -> tuple[bool, float]:
     return parse_plate(text) is not None, float(np.mean(confs)) if confs else 0.0
 
 
-def _prefer(one_line: Read, two_line: Read) -> Read:
-    """The read of a plate as one line or as two: a grammatical read first, then confidence."""
-    return two_line if _score(two_line) > _score(one_line) else one_line
+def _better(current: Read, candidate: Read) -> Read:
+    """Of two reads of one plate, a grammatical read first, then the more confident one."""
+    return candidate if _score(candidate) > _score(current) else current
