@@ -16,6 +16,7 @@ from edge_agent.vision.ctc_decode import (
     CtcGrammar,
     constrained_decode,
     greedy_decode,
+    merge_blank_runs,
     plate_grammar,
 )
 from edge_agent.vision.plate_reader import CtcPlateReader
@@ -113,6 +114,22 @@ def test_no_path_when_the_frames_are_too_few() -> None:
     # 7 frames are just enough for 7 distinct tokens
     seven = _probs([{t: 0.9} for t in "12가3456"])
     assert constrained_decode(seven, CHARSET, BLANK, GRAMMAR)[0] == "12가3456"
+
+
+def test_sure_blank_runs_merge_without_changing_the_read() -> None:
+    """Long runs of sure blanks (most frames of a real read) become one frame each; repeats
+    still need their blank, and the path's blank probability is kept as a product."""
+    frames: list[dict[str, float]] = [{"-": 0.999}] * 3
+    for tok in _tokens("11가1111"):
+        frames += [{tok: 0.9}, *[{"-": 0.999}] * 4]
+    probs = _probs(frames)
+    merged = merge_blank_runs(probs, BLANK)
+    assert len(probs) == 38 and len(merged) == 15  # 7 tokens, 8 merged blank runs
+    assert merged[0, BLANK] == pytest.approx(0.999 ** 3)
+    text, confs, _ = constrained_decode(probs, CHARSET, BLANK, GRAMMAR)
+    assert text == "11가1111" and confs == pytest.approx([0.9] * 7)
+    unsure = _probs([{"-": 0.9}, {"1": 0.9}, {"-": 0.9}])
+    assert merge_blank_runs(unsure, BLANK) is unsure  # nothing sure enough to merge
 
 
 def test_blank_last_charset() -> None:

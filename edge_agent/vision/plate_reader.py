@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -221,44 +223,55 @@ class CtcPlateReader:
         return self.read_batch([crop_bgr])[0]
 
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[Read]:
-        """Read several crops batched; doubtful reads get closer and two-line looks (see init)."""
+        """Read several crops batched; doubtful reads get closer and two-line looks (see init).
+
+        Every look is decoded greedily; the plate-constrained decoder (slow, pure numpy) runs
+        only where no look gave a grammatical read, on each look, and the best read is kept.
+        """
         if not crops:
             return []
         width = self._batch_width(crops)
         probs = self._infer(np.stack([self._prepare(c, width) for c in crops]), len(crops))
-        reads = [self._decode(p) for p in probs]
+        looks = [[_Look.greedy(p, self.charset, self.blank)] for p in probs]
         if self.zoom:
-            self._look_closer(crops, probs, reads)
+            self._look_closer(crops, probs, looks)
         if self.split_two_line:
-            self._look_as_two_lines(crops, reads)
-        return reads
+            self._look_as_two_lines(crops, looks)
+        return [self._settle(found).read for found in looks]
 
-    def _doubtful(self, read: Read) -> bool:
-        return _score(read) < (True, self.sure_confidence)
+    def _doubtful(self, found: list[_Look]) -> bool:
+        return max(look.score for look in found) < (True, self.sure_confidence)
 
     def _look_closer(self, crops: Sequence[np.ndarray], probs: np.ndarray,
-                     reads: list[Read]) -> None:
-        """Re-read doubtful crops cut to their text (plate_zoom); keep the better read."""
+                     looks: list[list[_Look]]) -> None:
+        """Re-read doubtful crops cut to their text (plate_zoom)."""
         boxes = {i: zoom_box(crops[i], probs[i], self.blank)
-                 for i in range(len(crops)) if self._doubtful(reads[i])}
+                 for i in range(len(crops)) if self._doubtful(looks[i])}
         boxes = {i: box for i, box in boxes.items() if box is not None}
         if not boxes:
             return
         zoomed = [crops[i][y0:y1, x0:x1] for i, (x0, y0, x1, y1) in boxes.items()]
         batch = np.stack([self._prepare(c, self.width) for c in zoomed])
         for i, p in zip(boxes, self._infer(batch, len(zoomed)), strict=True):
-            reads[i] = _better(reads[i], self._decode(p))
+            looks[i].append(_Look.greedy(p, self.charset, self.blank))
 
-    def _look_as_two_lines(self, crops: Sequence[np.ndarray], reads: list[Read]) -> None:
-        """Re-read doubtful crops no wider than a two-line plate as one; keep the better read."""
+    def _look_as_two_lines(self, crops: Sequence[np.ndarray], looks: list[list[_Look]]) -> None:
+        """Re-read doubtful crops no wider than a two-line plate as one."""
         redo = [i for i, crop in enumerate(crops)
                 if crop.shape[1] / crop.shape[0] <= self.two_line_max_aspect
-                and self._doubtful(reads[i])]
+                and self._doubtful(looks[i])]
         if not redo:
             return
         views = np.stack([self._two_line_input(crops[i]) for i in redo])
         for i, p in zip(redo, self._infer(views, len(redo)), strict=True):
-            reads[i] = _better(reads[i], self._decode(p))
+            looks[i].append(_Look.greedy(p, self.charset, self.blank))
+
+    def _settle(self, found: list[_Look]) -> _Look:
+        """The best look: grammatical first, then the most confident (see read_batch)."""
+        if self.grammar is not None and (self.constrain == "always"
+                                         or not any(look.score[0] for look in found)):
+            found = [self._constrained(look) for look in found]
+        return max(found, key=lambda look: look.score)
 
     def _two_line_input(self, crop: np.ndarray) -> np.ndarray:
         """The split two-line view, squeezed back to the model width if the width is fixed."""
@@ -277,18 +290,36 @@ class CtcPlateReader:
         is_probs = out.min() >= 0 and np.allclose(out.sum(axis=-1), 1.0, atol=1e-2)
         return out if is_probs else softmax(out)
 
-    def _decode(self, probs: np.ndarray) -> Read:
-        """Greedy read, replaced by the grammar-constrained read per ``self.constrain``."""
-        greedy = ctc_greedy_decode(probs, self.charset, self.blank)
-        if self.grammar is None or (self.constrain == "fallback" and _score(greedy)[0]):
-            return greedy
-        best = constrained_decode(probs, self.charset, self.blank, self.grammar)
+    def _constrained(self, look: _Look) -> _Look:
+        """The most probable grammatical read of a look's frames, or the look unchanged."""
+        best = constrained_decode(look.probs, self.charset, self.blank, self.grammar)
         if best is None:
-            log.debug("plate read %r: no grammatical path in %d frames", greedy[0], len(probs))
-            return greedy
-        if best[0] != greedy[0]:
-            log.debug("plate read: greedy %r -> grammatical %r", greedy[0], best[0])
-        return best[0], tuple(best[1])
+            log.debug("plate read %r: no grammatical path in %d frames", look.read[0],
+                      len(look.probs))
+            return look
+        if best[0] != look.read[0]:
+            log.debug("plate read: greedy %r -> grammatical %r", look.read[0], best[0])
+        return _Look(look.probs, (best[0], tuple(best[1])))
+
+
+@dataclass(frozen=True)
+class _Look:
+    """One read of a crop (whole, cut to its text, or split in lines) and its frames."""
+
+    probs: np.ndarray
+    read: Read
+
+    @classmethod
+    def greedy(cls, probs: np.ndarray, charset: Sequence[str], blank: int) -> _Look:
+        return cls(probs, ctc_greedy_decode(probs, charset, blank))
+
+    @cached_property
+    def score(self) -> tuple[bool, float]:
+        """(grammatical plate, mean character confidence): larger is better."""
+        from cloud_sync.plate_grammar import parse_plate
+
+        text, confs = self.read
+        return parse_plate(text) is not None, float(np.mean(confs)) if confs else 0.0
 
 
 def _grammar_for(spec: ModelSpec, charset: list[str]) -> CtcGrammar | None:
@@ -302,15 +333,3 @@ def _grammar_for(spec: ModelSpec, charset: list[str]) -> CtcGrammar | None:
         if decode == "plate":
             raise
         return None
-
-
-def _score(read: Read) -> tuple[bool, float]:
-    from cloud_sync.plate_grammar import parse_plate
-
-    text, confs = read
-    return parse_plate(text) is not None, float(np.mean(confs)) if confs else 0.0
-
-
-def _better(current: Read, candidate: Read) -> Read:
-    """Of two reads of one plate, a grammatical read first, then the more confident one."""
-    return candidate if _score(candidate) > _score(current) else current
