@@ -60,6 +60,8 @@ def random_sample(rng: np.random.Generator, style: str | None = None,
     loose = 0.0 if rng.random() < 0.25 else float(rng.uniform(0.05, 1.3))
     if rng.random() < 0.15:
         loose = float(rng.uniform(1.0, 1.7))
+    if two_line:  # read split in halves: a plate detector's tight box, or the halves miss lines
+        loose = min(loose, 0.4)
     img = degrade.place_and_crop(img, rng, loose=loose, warp=float(rng.uniform(0.0, 0.12)))
     img = degrade.color_jitter(img, rng)
     for fn, p in ((degrade.shadow, 0.25), (degrade.glare, 0.15), (degrade.dirt, 0.2),
