@@ -145,13 +145,13 @@ class CtcPlateReader:
         # is no wider than two_line_max_aspect, and keep the read the plate grammar prefers.
         self.split_two_line = spec.extra.get("two_line") == "split" and not self.keep_aspect
         self.two_line_max_aspect = float(spec.extra.get("two_line_max_aspect", 3.2))  # type: ignore[arg-type]
-        # a grammatical one-line read this sure (mean character confidence) is not re-read
-        self.sure_confidence = float(spec.extra.get("two_line_sure", 0.9))  # type: ignore[arg-type]
+        # a grammatical read this sure (mean character confidence) gets no second look
+        self.sure_confidence = float(spec.extra.get("sure_read", 0.9))  # type: ignore[arg-type]
         # zoom = true: a doubtful read is read again cut to its text (loose crops)
         self.zoom = bool(spec.extra.get("zoom", False)) and not self.keep_aspect
         # decode = "plate" | "greedy" | "auto" (plate when the charset is a small plate charset):
-        # plate reads the most probable grammatical label sequence when the greedy read is no
-        # plate (constrain = "fallback") or always (constrain = "always")
+        # plate reads the most probable grammatical label sequence when no look's greedy read is
+        # a plate (constrain = "fallback") or always (constrain = "always")
         self.grammar = _grammar_for(spec, charset)
         self.constrain = str(spec.extra.get("constrain", "fallback"))
         classes = session.get_outputs()[0].shape[-1]
