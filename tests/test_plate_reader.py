@@ -19,6 +19,7 @@ from edge_agent.synth import STYLES, random_sample
 from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from edge_agent.vision.plate_reader import (
     CtcPlateReader,
+    _Look,
     ctc_greedy_decode,
     normalise,
     resize_crop,
@@ -122,6 +123,20 @@ def test_reads_synthetic_plates_of_every_style(reader: CtcPlateReader, style: st
     reads = [reader.read(crop)[0] for crop, _, _ in samples]
     hits = sum(text == want for text, (_, want, _) in zip(reads, samples, strict=True))
     assert hits >= 14, f"{style}: {hits}/24 read exactly: {reads}"
+
+
+def _look(text: str, conf: float) -> _Look:
+    return _Look(np.zeros((36, 3), np.float32), (text, tuple([conf] * len(text))))
+
+
+def test_a_look_that_adds_the_missed_region_line_wins(reader: CtcPlateReader) -> None:
+    """The lower line of a two-line plate alone reads as a whole plate, and surely; the
+    two-line look that also reads the region line is kept, if it is a plate itself."""
+    one_line, two_line = _look("04노7823", 0.99), _look("경기04노7823", 0.95)
+    assert reader._settle([one_line, two_line]).read[0] == "경기04노7823"
+    assert reader._settle([one_line, _look("경기04노7823", 0.5)]).read[0] == "경기04노7823"
+    assert reader._settle([one_line, _look("경기104노7823", 0.95)]).read[0] == "04노7823"
+    assert reader._settle([one_line, _look("9304노7823", 0.99)]).read[0] == "04노7823"
 
 
 def test_ppocrv4_recogniser_loads_through_the_reader(config) -> None:

@@ -145,6 +145,9 @@ class CtcPlateReader:
         # is no wider than two_line_max_aspect, and keep the read the plate grammar prefers.
         self.split_two_line = spec.extra.get("two_line") == "split" and not self.keep_aspect
         self.two_line_max_aspect = float(spec.extra.get("two_line_max_aspect", 3.2))  # type: ignore[arg-type]
+        # a sure read without a region still gets the two-line look when the crop is no wider
+        # than this: the big lower line of a two-line plate alone reads as a whole plate
+        self.region_check_aspect = float(spec.extra.get("region_check_aspect", 0.0))  # type: ignore[arg-type]
         # a grammatical read this sure (mean character confidence) gets no second look
         self.sure_confidence = float(spec.extra.get("sure_read", 0.9))  # type: ignore[arg-type]
         # zoom = true: a doubtful read is read again cut to its text (loose crops)
@@ -256,10 +259,15 @@ class CtcPlateReader:
             looks[i].append(_Look.greedy(p, self.charset, self.blank))
 
     def _look_as_two_lines(self, crops: Sequence[np.ndarray], looks: list[list[_Look]]) -> None:
-        """Re-read doubtful crops no wider than a two-line plate as one."""
-        redo = [i for i, crop in enumerate(crops)
-                if crop.shape[1] / crop.shape[0] <= self.two_line_max_aspect
-                and self._doubtful(looks[i])]
+        """Re-read crops no wider than a two-line plate as one: doubtful reads, and sure reads
+        without a region from crops about as wide as a two-line plate."""
+        def wanted(i: int) -> bool:
+            aspect = crops[i].shape[1] / crops[i].shape[0]
+            if self._doubtful(looks[i]):
+                return aspect <= self.two_line_max_aspect
+            return aspect <= self.region_check_aspect and not _has_region(looks[i])
+
+        redo = [i for i in range(len(crops)) if wanted(i)]
         if not redo:
             return
         views = np.stack([self._two_line_input(crops[i]) for i in redo])
@@ -267,11 +275,16 @@ class CtcPlateReader:
             looks[i].append(_Look.greedy(p, self.charset, self.blank))
 
     def _settle(self, found: list[_Look]) -> _Look:
-        """The best look: grammatical first, then the most confident (see read_batch)."""
+        """The best look: grammatical first, then the most confident (see read_batch); but a
+        grammatical look that adds a region to the best one's text wins (the region line was
+        missed, not misread)."""
         if self.grammar is not None and (self.constrain == "always"
                                          or not any(look.score[0] for look in found)):
             found = [self._constrained(look) for look in found]
-        return max(found, key=lambda look: look.score)
+        best = max(found, key=lambda look: look.score)
+        fuller = [look for look in found if look.score[0]
+                  and _region_of(look.read[0]) and look.read[0][2:] == best.read[0]]
+        return max(fuller, key=lambda look: look.score) if best.score[0] and fuller else best
 
     def _two_line_input(self, crop: np.ndarray) -> np.ndarray:
         """The split two-line view, squeezed back to the model width if the width is fixed."""
@@ -320,6 +333,18 @@ class _Look:
 
         text, confs = self.read
         return parse_plate(text) is not None, float(np.mean(confs)) if confs else 0.0
+
+
+def _region_of(text: str) -> str | None:
+    """The region name a read starts with (a region is one two-syllable token)."""
+    from cloud_sync.plate_grammar import REGIONS
+
+    return text[:2] if text[:2] in REGIONS else None
+
+
+def _has_region(found: list[_Look]) -> bool:
+    """Whether the best look so far starts with a region name."""
+    return _region_of(max(found, key=lambda look: look.score).read[0]) is not None
 
 
 def _grammar_for(spec: ModelSpec, charset: list[str]) -> CtcGrammar | None:
