@@ -4,13 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Korean faces for the plates, DejaVu Sans for a second cut of their digits
-if command -v apt-get >/dev/null 2>&1 && ! { fc-list 2>/dev/null | grep -qi nanum \
-    && fc-list 2>/dev/null | grep -qi "DejaVu Sans"; }; then
+if command -v apt-get >/dev/null 2>&1 && ! fc-list 2>/dev/null | grep -qi nanum; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends fonts-nanum fonts-noto-cjk \
-    fonts-unfonts-core fonts-dejavu-core
+  $SUDO apt-get install -y -q --no-install-recommends fonts-nanum fonts-noto-cjk fonts-unfonts-core
 fi
 
 PY=${PYTHON:-python3}

@@ -39,10 +39,10 @@ class FontFace:
     style: str
 
 
-def _fc_list(pattern: str = ":lang=ko") -> list[FontFace]:
+def _fc_list() -> list[FontFace]:
     try:
         out = subprocess.run(
-            ["fc-list", "--format", "%{file}|%{index}|%{family[0]}|%{style[0]}\n", pattern],
+            ["fc-list", "--format", "%{file}|%{index}|%{family[0]}|%{style[0]}\n", ":lang=ko"],
             capture_output=True, text=True, check=True, timeout=30,
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
@@ -67,49 +67,17 @@ def korean_fonts() -> tuple[FontFace, ...]:
 
 
 @functools.cache
-def latin_sans_fonts() -> tuple[FontFace, ...]:
-    """Upright DejaVu Sans cuts (fonts-dejavu-core), for digits: plates' digits are a plain
-    condensed sans that the Korean faces only approximate. Empty when not installed."""
-    faces = [f for f in _fc_list("DejaVu Sans") if f.family == "DejaVu Sans"
-             and "Oblique" not in f.style and "Light" not in f.style]
-    return tuple(sorted(set(faces), key=lambda f: (str(f.path), f.index)))
-
-
-@functools.cache
 def _pil_font(face: FontFace) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(face.path), GLYPH_SIZE, index=face.index)
 
 
 @functools.lru_cache(maxsize=8192)
-def glyph_mask(face: FontFace, char: str, bold: int = 0, plate_cut: bool = False) -> np.ndarray:
+def glyph_mask(face: FontFace, char: str, bold: int = 0) -> np.ndarray:
     """Float32 ink mask (0..1) of one character cropped to its ink; ``bold`` adds stroke px.
 
     A negative ``bold`` thins the strokes (erosion), as the light weights of worn or
-    differently cut plate typefaces look. ``plate_cut`` redraws the characters whose plate
-    shape no font here has (the flat-topped 3).
+    differently cut plate typefaces look.
     """
-    mask = _glyph_mask(face, char, bold)
-    return flat_top_three(mask) if plate_cut and char == "3" else mask
-
-
-def flat_top_three(mask: np.ndarray) -> np.ndarray:
-    """The plate typeface's 3: a flat top bar and a diagonal down into the lower bowl.
-
-    Fonts draw a round-topped 3, which a reader trained on them takes for a 5 on real plates.
-    The lower bowl is kept; the top half is redrawn with the bowl's stroke width.
-    """
-    h, w = mask.shape
-    stroke = max(1, int((mask[int(h * 0.7):, w // 2] > 0.5).sum()))  # bottom of the bowl
-    waist = int(h * 0.47)
-    out = mask.copy()
-    out[: waist - stroke // 2] = 0.0
-    cv2.rectangle(out, (int(w * 0.08), 0), (w - 1, stroke - 1), 1.0, -1)
-    cv2.line(out, (w - 1 - stroke // 2, stroke // 2), (int(w * 0.42), waist), 1.0, stroke,
-             cv2.LINE_AA)
-    return out
-
-
-def _glyph_mask(face: FontFace, char: str, bold: int) -> np.ndarray:
     font = _pil_font(face)
     size = GLYPH_SIZE * 2
     image = Image.new("L", (size, size), 0)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edge_agent.errors import BadInputError
-from edge_agent.synth.fonts import FontFace, glyph_mask, korean_fonts, latin_sans_fonts
+from edge_agent.synth.fonts import FontFace, glyph_mask, korean_fonts
 from edge_agent.synth.formats import STYLES, PlateParts, split_text
 
 Color = tuple[int, int, int]  # BGR
@@ -123,11 +123,11 @@ def layout(parts: PlateParts, style: str, rng: np.random.Generator) -> tuple[flo
 
 
 def _paint(canvas: np.ndarray, box: Box, face: FontFace, color: Color, bold: int,
-           ref_w: dict[str, float], squeeze: float = 1.0, plate_cut: bool = False) -> None:
+           ref_w: dict[str, float], squeeze: float = 1.0) -> None:
     h, w = canvas.shape[:2]
     x0, y0 = round(box.x0 * w), round(box.y0 * h)
     bw, bh = max(1, round((box.x1 - box.x0) * w)), max(1, round((box.y1 - box.y0) * h))
-    mask = glyph_mask(face, box.text, bold, plate_cut)
+    mask = glyph_mask(face, box.text, bold)
     mw = mask.shape[1]
     kind = "digit" if box.text.isdigit() else "hangul"
     # uniform stretch per class: a narrow "1" stays narrow, a "0" fills its cell
@@ -145,9 +145,7 @@ def _emblem(canvas: np.ndarray, style: str, rng: np.random.Generator, text_color
     """The left band of 2019+ plates or the EV emblem: a coloured strip with a small mark."""
     h, w = canvas.shape[:2]
     x1 = int(w * 0.085)
-    if style == "blue_ev" and rng.random() < 0.7:
-        _ev_marks(canvas, x1, rng)
-    elif style == "blue_ev":
+    if style == "blue_ev":
         cv2.circle(canvas, (x1 // 2 + 2, int(h * 0.35)), max(2, h // 8), (200, 120, 30), -1)
         cv2.putText(canvas, "EV", (3, int(h * 0.8)), cv2.FONT_HERSHEY_SIMPLEX, h / 90,
                     (120, 60, 20), max(1, h // 50))
@@ -156,25 +154,6 @@ def _emblem(canvas: np.ndarray, style: str, rng: np.random.Generator, text_color
         cv2.circle(canvas, (x1 // 2, int(h * 0.35)), max(2, h // 9), (60, 60, 200), -1)
         cv2.putText(canvas, "KOR", (1, int(h * 0.82)), cv2.FONT_HERSHEY_SIMPLEX, h / 200,
                     (240, 240, 240), 1)
-
-
-def _ev_marks(canvas: np.ndarray, band: int, rng: np.random.Generator) -> None:
-    """The two line-drawn marks stacked at the left of an EV plate (a car with a plug over a
-    round flower). A reader must not take them for a stacked region name."""
-    h = canvas.shape[0]
-    ink = _tint((170, 95, 35), rng, 20)
-    t = max(1, h // 45)
-    cx, r = band // 2 + 2, max(2, round(min(band * 0.4, h * 0.17)))
-    top, low = round(h * float(rng.uniform(0.25, 0.32))), round(h * float(rng.uniform(0.66, 0.74)))
-    cv2.ellipse(canvas, (cx, top), (r, round(r * 0.7)), 0, 180, 360, ink, t, cv2.LINE_AA)
-    cv2.line(canvas, (cx - r, top), (cx + r, top), ink, t, cv2.LINE_AA)
-    for side in (-1, 1):  # wheels
-        cv2.circle(canvas, (cx + side * r // 2, top + r // 3), max(1, r // 4), ink, t, cv2.LINE_AA)
-    for k in range(6):  # petals
-        angle = k * np.pi / 3
-        petal = (cx + round(np.cos(angle) * r * 0.6), low + round(np.sin(angle) * r * 0.6))
-        cv2.circle(canvas, petal, max(1, r // 3), ink, t, cv2.LINE_AA)
-    cv2.circle(canvas, (cx, low), max(1, r // 4), ink, -1, cv2.LINE_AA)
 
 
 def _tint(color: Color, rng: np.random.Generator, amount: float) -> Color:
@@ -210,24 +189,12 @@ def render_plate_lines(text: str, style: str, rng: np.random.Generator,
         _emblem(canvas, style, rng, fg)
     faces = korean_fonts()
     face = faces[int(rng.integers(len(faces)))]
-    digit_faces = faces + latin_sans_fonts()  # digits also in other sans cuts
-    digit_face = face if rng.random() < 0.5 else digit_faces[int(rng.integers(len(digit_faces)))]
     bold = int(rng.integers(-2, 4))  # stroke weight: thin (eroded) to heavy
     squeeze = float(rng.uniform(0.72, 1.0)) if rng.random() < 0.5 else 1.0  # condensed faces
-    ref_w = {"digit": float(glyph_mask(digit_face, "0", bold).shape[1]),
+    ref_w = {"digit": float(glyph_mask(face, "0", bold).shape[1]),
              "hangul": float(glyph_mask(face, "가", bold).shape[1])}
-    plate_cut = rng.random() < 0.6  # the plate typeface's own digit shapes
-    # embossed plates: the raised characters cast a thin shadow to one side
-    relief = _relief(bg, rng) if rng.random() < 0.4 else None
     for box in boxes:
-        box = _jitter(box, rng)
-        glyph_face = digit_face if box.text.isdigit() else face
-        if relief is not None:
-            shade, dx, dy = relief
-            moved = Box(box.text, box.x0 + dx / width, box.y0 + dy / height,
-                        box.x1 + dx / width, box.y1 + dy / height)
-            _paint(canvas, moved, glyph_face, shade, bold, ref_w, squeeze, plate_cut)
-        _paint(canvas, box, glyph_face, fg, bold, ref_w, squeeze, plate_cut)
+        _paint(canvas, box, face, fg, bold, ref_w, squeeze)
     two_line = boxes[0].y1 < 0.5
     if two_line and parts.region and rng.random() < 0.5:
         _seal(canvas, boxes[0], fg, rng)
@@ -238,21 +205,6 @@ def render_plate_lines(text: str, style: str, rng: np.random.Generator,
     if rng.random() < 0.8:
         _bolts(canvas, aspect < 2.5, rng)
     return canvas, two_line
-
-
-def _jitter(box: Box, rng: np.random.Generator) -> Box:
-    """A character cell nudged by a few per cent: stamping and embossing are not exact."""
-    h, w = box.y1 - box.y0, box.x1 - box.x0
-    dy, dx = float(rng.uniform(-0.03, 0.03)) * h, float(rng.uniform(-0.04, 0.04)) * w
-    shrink = float(rng.uniform(0.0, 0.06)) * h
-    return Box(box.text, box.x0 + dx, box.y0 + dy + shrink, box.x1 + dx, box.y1 + dy)
-
-
-def _relief(background: Color, rng: np.random.Generator) -> tuple[Color, int, int]:
-    """Shadow colour and pixel offset of embossed characters."""
-    shade = tuple(int(c * float(rng.uniform(0.35, 0.7))) for c in background)
-    step = int(rng.integers(1, 4))
-    return shade, step * int(rng.choice([-1, 1])), step * int(rng.choice([-1, 0, 1]))  # type: ignore[return-value]
 
 
 def _seal(canvas: np.ndarray, first: Box, color: Color, rng: np.random.Generator) -> None:
