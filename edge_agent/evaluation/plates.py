@@ -152,10 +152,17 @@ class ReaderScore:
 
 def evaluate_readers(readers: dict[str, ReadFn], crops: Sequence[LabelledCrop],
                      ) -> list[ReaderScore]:
-    """Run every reader on every crop, one crop per call (as on a device), timing each read."""
+    """Run every reader on every crop, one crop per call (as on a device), timing each read.
+
+    The times are steady-state: every reader first reads every crop once untimed, as a device
+    that has been reading for a while would (arenas allocated, kernels chosen, caches warm).
+    """
     scores = [ReaderScore(name) for name in readers]
-    for crop in crops:
-        image = read_image(crop.path)
+    images = [read_image(crop.path) for crop in crops]
+    for image in images:
+        for read in readers.values():
+            read(image)
+    for crop, image in zip(crops, images, strict=True):
         fmt = plate_format(crop.text)
         for score, read in zip(scores, readers.values(), strict=True):
             start = time.perf_counter()

@@ -19,7 +19,7 @@ from edge_agent.errors import ModelError
 
 Decoded = tuple[list[str], list[float]]
 _NEG = -np.inf
-SURE_BLANK = 0.995  # frames at least this sure of blank carry no token; runs of them merge
+SURE_BLANK = 0.95  # frames at least this sure of blank carry no token; runs of them merge
 
 
 def merge_blank_runs(probs: np.ndarray, blank: int, level: float = SURE_BLANK) -> np.ndarray:

@@ -141,13 +141,15 @@ class CtcPlateReader:
         self.dynamic_width = not isinstance(shape[3], int)
         self.keep_aspect = self.dynamic_width and spec.extra.get("resize") != "stretch"
         self.input_name = session.get_inputs()[0].name
+        self.outputs_probs: bool | None = None  # probabilities or logits (softmax here)
         # two_line = "split": also read the crop as a split two-line plate (top | bottom) when it
         # is no wider than two_line_max_aspect, and keep the read the plate grammar prefers.
         self.split_two_line = spec.extra.get("two_line") == "split" and not self.keep_aspect
         self.two_line_max_aspect = float(spec.extra.get("two_line_max_aspect", 3.2))  # type: ignore[arg-type]
-        # a sure read without a region still gets the two-line look when the crop is no wider
-        # than this: the big lower line of a two-line plate alone reads as a whole plate
-        self.region_check_aspect = float(spec.extra.get("region_check_aspect", 0.0))  # type: ignore[arg-type]
+        # region_check = true: a sure read without a region still gets the two-line look when
+        # the crop is mostly orange: the lower line of a construction plate alone reads as a
+        # whole plate, its region name is the line above
+        self.region_check = bool(spec.extra.get("region_check", False))
         # a grammatical read this sure (mean character confidence) gets no second look
         self.sure_confidence = float(spec.extra.get("sure_read", 0.9))  # type: ignore[arg-type]
         # zoom = true: a doubtful read is read again cut to its text (loose crops)
@@ -229,7 +231,8 @@ class CtcPlateReader:
         """Read several crops batched; doubtful reads get closer and two-line looks (see init).
 
         Every look is decoded greedily; the plate-constrained decoder (slow, pure numpy) runs
-        only where no look gave a grammatical read, on each look, and the best read is kept.
+        only where no look gave a grammatical read, on the looks in order of confidence until
+        one gives a sure plate.
         """
         if not crops:
             return []
@@ -260,12 +263,13 @@ class CtcPlateReader:
 
     def _look_as_two_lines(self, crops: Sequence[np.ndarray], looks: list[list[_Look]]) -> None:
         """Re-read crops no wider than a two-line plate as one: doubtful reads, and sure reads
-        without a region from crops about as wide as a two-line plate."""
+        without a region of orange plates (see init)."""
         def wanted(i: int) -> bool:
-            aspect = crops[i].shape[1] / crops[i].shape[0]
+            if crops[i].shape[1] / crops[i].shape[0] > self.two_line_max_aspect:
+                return False
             if self._doubtful(looks[i]):
-                return aspect <= self.two_line_max_aspect
-            return aspect <= self.region_check_aspect and not _has_region(looks[i])
+                return True
+            return self.region_check and not _has_region(looks[i]) and mostly_orange(crops[i])
 
         redo = [i for i in range(len(crops)) if wanted(i)]
         if not redo:
@@ -278,13 +282,23 @@ class CtcPlateReader:
         """The best look: grammatical first, then the most confident (see read_batch); but a
         grammatical look that adds a region to the best one's text wins (the region line was
         missed, not misread)."""
-        if self.grammar is not None and (self.constrain == "always"
-                                         or not any(look.score[0] for look in found)):
+        if self.grammar is not None and self.constrain == "always":
             found = [self._constrained(look) for look in found]
+        elif self.grammar is not None and not any(look.score[0] for look in found):
+            found = self._constrained_until_sure(found)
         best = max(found, key=lambda look: look.score)
         fuller = [look for look in found if look.score[0]
                   and _region_of(look.read[0]) and look.read[0][2:] == best.read[0]]
         return max(fuller, key=lambda look: look.score) if best.score[0] and fuller else best
+
+    def _constrained_until_sure(self, found: list[_Look]) -> list[_Look]:
+        """Constrained reads of the looks, most confident look first, until one is sure."""
+        decoded: list[_Look] = []
+        for look in sorted(found, key=lambda look: look.score, reverse=True):
+            decoded.append(self._constrained(look))
+            if decoded[-1].score >= (True, self.sure_confidence):
+                break
+        return decoded
 
     def _two_line_input(self, crop: np.ndarray) -> np.ndarray:
         """The split two-line view, squeezed back to the model width if the width is fixed."""
@@ -300,8 +314,10 @@ class CtcPlateReader:
         if out.ndim != 3 or out.shape[0] != count:
             raise ModelError(f"model {self.spec.id}: output shape {out.shape} is not "
                              f"[N, T, classes]; layout ctc expects that")
-        is_probs = out.min() >= 0 and np.allclose(out.sum(axis=-1), 1.0, atol=1e-2)
-        return out if is_probs else softmax(out)
+        if self.outputs_probs is None:  # learnt on the first run (the warm-up at load)
+            self.outputs_probs = bool(out.min() >= 0 and np.allclose(out.sum(axis=-1), 1.0,
+                                                                      atol=1e-2))
+        return out if self.outputs_probs else softmax(out)
 
     def _constrained(self, look: _Look) -> _Look:
         """The most probable grammatical read of a look's frames, or the look unchanged."""
@@ -315,7 +331,7 @@ class CtcPlateReader:
         return _Look(look.probs, (best[0], tuple(best[1])))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Look:
     """One read of a crop (whole, cut to its text, or split in lines) and its frames."""
 
@@ -333,6 +349,21 @@ class _Look:
 
         text, confs = self.read
         return parse_plate(text) is not None, float(np.mean(confs)) if confs else 0.0
+
+
+ORANGE_HUE = (3, 17)  # OpenCV hue (0-180) of construction-plate orange, not plate yellow (20+)
+ORANGE_SHARE = 0.35  # share of the crop's middle that must be saturated orange
+
+
+def mostly_orange(crop_bgr: np.ndarray) -> bool:
+    """Whether the middle of a crop is mostly saturated orange (a construction plate)."""
+    if crop_bgr.ndim != 3:
+        return False
+    h, w = crop_bgr.shape[:2]
+    hsv = cv2.cvtColor(crop_bgr[h // 4: h - h // 4, w // 6: w - w // 6], cv2.COLOR_BGR2HSV)
+    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    orange = (hue >= ORANGE_HUE[0]) & (hue <= ORANGE_HUE[1]) & (sat > 90) & (val > 70)
+    return bool(orange.mean() > ORANGE_SHARE)
 
 
 def _region_of(text: str) -> str | None:

@@ -16,7 +16,7 @@ TEXT_FRAME = 0.5  # a frame is text when its non-blank probability is above this
 BAND_LEVEL = 0.4  # rows whose edge energy is above this share of the range belong to the text
 MARGIN_X = 0.08  # kept on each side, as a share of the text width
 MARGIN_Y = 0.25  # kept above and below, as a share of the text height
-MIN_GAIN = 0.85  # zoom only when the box is smaller than this share of the crop in a side
+MIN_GAIN = 0.85  # zoom only when the text runs across less than this share of the crop
 MIN_SIDE = 8  # px: a smaller box is no better than the first read
 
 
@@ -68,6 +68,6 @@ def zoom_box(crop_bgr: np.ndarray, probs: np.ndarray, blank: int
     y0, y1 = max(0, int(y0 - margin)), min(height, int(np.ceil(y1 + margin)))
     if x1 - x0 < MIN_SIDE or y1 - y0 < MIN_SIDE:
         return None
-    if x1 - x0 > MIN_GAIN * width and y1 - y0 > MIN_GAIN * height:
-        return None
+    if x1 - x0 > MIN_GAIN * width:  # the text runs across the crop: nothing to gain, and a
+        return None                  # two-line plate's lower line alone would be cut out
     return x0, y0, x1, y1
