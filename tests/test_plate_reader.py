@@ -21,6 +21,7 @@ from edge_agent.vision.plate_reader import (
     CtcPlateReader,
     _Look,
     ctc_greedy_decode,
+    mostly_orange,
     normalise,
     resize_crop,
     two_line_view,
@@ -101,28 +102,21 @@ def test_empty_crop_is_a_named_error(reader: CtcPlateReader) -> None:
         reader.read(np.zeros((0, 10, 3), np.uint8))
 
 
-# Regression of the 4200-step model (better on the real crops, 13 vs 11/26): the top-line
-# region of two-line plates is misread on these held-out synthetic crops (measured hits of 24:
-# green2 7, orange 0, white_old2 9, yellow2 10; the 3000-step model had >= 14). Remove the
-# marks when a retrained model reads them again.
-_REGION_TWO_LINE = {"green2", "orange", "white_old2", "yellow2"}
-_STYLE_PARAMS = [
-    pytest.param(style, marks=pytest.mark.xfail(
-        strict=True, reason="two-line region misread by the current model (see above)"))
-    if style in _REGION_TWO_LINE else style
-    for style in sorted(STYLES)
-]
+# Orange construction plates are the hardest style: their lower line alone reads as a whole
+# plate, and the widely spaced region name above it must come from the two-line look.
+_MIN_HITS = {"orange": 12}
 
 
-@pytest.mark.parametrize("style", _STYLE_PARAMS)
+@pytest.mark.parametrize("style", sorted(STYLES))
 def test_reads_synthetic_plates_of_every_style(reader: CtcPlateReader, style: str) -> None:
     """Held-out seed (training used seed 0), cleaner crops: one-line and two-line plates,
-    regions included (orange construction plates are the weakest: 16/24 when measured)."""
+    regions included. Measured with the committed model: 22 to 24 of 24 for every style but
+    orange, 14 for orange."""
     rng = np.random.default_rng(12345)
     samples = [random_sample(rng, style, easy=True) for _ in range(24)]
     reads = [reader.read(crop)[0] for crop, _, _ in samples]
     hits = sum(text == want for text, (_, want, _) in zip(reads, samples, strict=True))
-    assert hits >= 14, f"{style}: {hits}/24 read exactly: {reads}"
+    assert hits >= _MIN_HITS.get(style, 20), f"{style}: {hits}/24 read exactly: {reads}"
 
 
 def _look(text: str, conf: float) -> _Look:
@@ -137,6 +131,17 @@ def test_a_look_that_adds_the_missed_region_line_wins(reader: CtcPlateReader) ->
     assert reader._settle([one_line, _look("경기04노7823", 0.5)]).read[0] == "경기04노7823"
     assert reader._settle([one_line, _look("경기104노7823", 0.95)]).read[0] == "04노7823"
     assert reader._settle([one_line, _look("9304노7823", 0.99)]).read[0] == "04노7823"
+
+
+@pytest.mark.parametrize(("style", "orange"), [
+    ("orange", True), ("yellow1", False), ("yellow2", False), ("green2", False),
+    ("white7", False), ("blue_ev", False), ("delivery", False),
+])
+def test_only_construction_plates_count_as_orange(style: str, orange: bool) -> None:
+    rng = np.random.default_rng(5)
+    crops = [random_sample(rng, style)[0] for _ in range(20)]
+    share = np.mean([mostly_orange(crop) for crop in crops])
+    assert share >= 0.8 if orange else share <= 0.1, (style, share)
 
 
 def test_ppocrv4_recogniser_loads_through_the_reader(config) -> None:
@@ -182,13 +187,17 @@ def real_scores(reader: CtcPlateReader) -> tuple:
         {"ours": lambda image: reader.read(image)[0], "peer": peer.read}, crops))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3 target not met yet: the committed model reads "
-                   "13/26 real crops exactly (87.0 % of characters) with grammar-constrained "
-                   "decoding, the peer 13/26 (78.5 %) (synthetic-to-real gap)")
-def test_real_crops_at_least_95_percent_and_better_than_the_peer(real_scores: tuple) -> None:
+def test_real_crops_more_exact_reads_than_the_peer(real_scores: tuple) -> None:
     ours, theirs = real_scores
+    assert ours.exact > theirs.exact, (ours.misreads, theirs.misreads)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3 target not met yet: the committed model reads "
+                   "14/26 real crops exactly (90.0 % of characters), the peer 13/26 (78.5 %); "
+                   "most misreads are 3 read as 5 and the region of small stacked plates")
+def test_real_crops_at_least_95_percent(real_scores: tuple) -> None:
+    ours, _ = real_scores
     assert ours.exact_accuracy >= 0.95, ours.misreads
-    assert ours.exact > theirs.exact, (ours.exact, theirs.exact)
 
 
 def test_real_crops_character_accuracy_beats_the_peer(real_scores: tuple) -> None:
