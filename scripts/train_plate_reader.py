@@ -163,7 +163,7 @@ def train(args: argparse.Namespace) -> None:
     # --easy-steps batches come from the cleaner chunks only, which shortens the CTC plateau
     in_train = np.arange(len(texts)) >= n_val
     easy = (np.arange(len(texts)) // CHUNK) % EASY_EVERY == 0
-    warmup, pools = ([Pool(np.flatnonzero(chosen & (two_line == flag)), 2 * INPUT_W if flag
+    warmup, pools = ([IndexPool(np.flatnonzero(chosen & (two_line == flag)), 2 * INPUT_W if flag
                            else INPUT_W, rng) for flag in (False, True)]
                      for chosen in (in_train & easy, in_train))
     share_two = len(pools[1].indices) / max(1, len(texts) - n_val)
@@ -210,7 +210,7 @@ def train(args: argparse.Namespace) -> None:
              time.time() - start, step)
 
 
-class Pool:
+class IndexPool:
     """Training indices of one input width, walked in epochs of fresh random order."""
 
     def __init__(self, indices: np.ndarray, width: int, rng: np.random.Generator) -> None:

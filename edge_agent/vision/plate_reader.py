@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from cloud_sync.plate_grammar import ParsedPlate, parse_plate
 from edge_agent.errors import BadInputError, ModelError
 from edge_agent.vision.catalog import ModelSpec, verify_file
 from edge_agent.vision.ctc_decode import (
@@ -287,8 +288,7 @@ class CtcPlateReader:
         elif self.grammar is not None and not any(look.score[0] for look in found):
             found = self._constrained_until_sure(found)
         best = max(found, key=lambda look: look.score)
-        fuller = [look for look in found if look.score[0]
-                  and _region_of(look.read[0]) and look.read[0][2:] == best.read[0]]
+        fuller = [look for look in found if look.adds_region_to(best)]
         return max(fuller, key=lambda look: look.score) if best.score[0] and fuller else best
 
     def _constrained_until_sure(self, found: list[_Look]) -> list[_Look]:
@@ -343,12 +343,20 @@ class _Look:
         return cls(probs, ctc_greedy_decode(probs, charset, blank))
 
     @cached_property
+    def plate(self) -> ParsedPlate | None:
+        """The read parsed by the shared plate grammar; None when it is no plate."""
+        return parse_plate(self.read[0])
+
+    @cached_property
     def score(self) -> tuple[bool, float]:
         """(grammatical plate, mean character confidence): larger is better."""
-        from cloud_sync.plate_grammar import parse_plate
+        confs = self.read[1]
+        return self.plate is not None, float(np.mean(confs)) if confs else 0.0
 
-        text, confs = self.read
-        return parse_plate(text) is not None, float(np.mean(confs)) if confs else 0.0
+    def adds_region_to(self, other: _Look) -> bool:
+        """Whether this look is a plate reading ``other``'s text with a region in front."""
+        return (self.plate is not None and self.plate.region is not None
+                and self.read[0] == self.plate.region + other.read[0])
 
 
 ORANGE_HUE = (3, 17)  # OpenCV hue (0-180) of construction-plate orange, not plate yellow (20+)
@@ -366,16 +374,10 @@ def mostly_orange(crop_bgr: np.ndarray) -> bool:
     return bool(orange.mean() > ORANGE_SHARE)
 
 
-def _region_of(text: str) -> str | None:
-    """The region name a read starts with (a region is one two-syllable token)."""
-    from cloud_sync.plate_grammar import REGIONS
-
-    return text[:2] if text[:2] in REGIONS else None
-
-
 def _has_region(found: list[_Look]) -> bool:
-    """Whether the best look so far starts with a region name."""
-    return _region_of(max(found, key=lambda look: look.score).read[0]) is not None
+    """Whether the best look so far is a plate with a region."""
+    best = max(found, key=lambda look: look.score)
+    return best.plate is not None and best.plate.region is not None
 
 
 def _grammar_for(spec: ModelSpec, charset: list[str]) -> CtcGrammar | None:

@@ -30,9 +30,9 @@ def text_columns(probs: np.ndarray, blank: int, width: int) -> tuple[int, int] |
 
 
 def text_rows(gray: np.ndarray) -> tuple[int, int]:
-    """Row range [y0, y1) of the band of strongest vertical strokes in ``gray`` (uint8 HxW)."""
+    """Row range [y0, y1) of the band of strongest vertical strokes in ``gray`` (HxW)."""
     height = gray.shape[0]
-    edges = np.abs(cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3))
+    edges = np.abs(cv2.Sobel(np.ascontiguousarray(gray), cv2.CV_32F, 1, 0, ksize=3))
     profile = edges.mean(axis=1)
     k = max(1, height // 15)
     profile = np.convolve(profile, np.ones(k, np.float32) / k, mode="same")
@@ -62,12 +62,12 @@ def zoom_box(crop_bgr: np.ndarray, probs: np.ndarray, blank: int
     x0, x1 = columns
     margin = MARGIN_X * (x1 - x0)
     x0, x1 = max(0, int(x0 - margin)), min(width, int(np.ceil(x1 + margin)))
+    if x1 - x0 > MIN_GAIN * width:  # the text runs across the crop: nothing to gain, and a
+        return None                  # two-line plate's lower line alone would be cut out
     gray = crop_bgr if crop_bgr.ndim == 2 else cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
-    y0, y1 = text_rows(np.ascontiguousarray(gray[:, x0:x1]).astype(np.float32))
+    y0, y1 = text_rows(gray[:, x0:x1])
     margin = MARGIN_Y * (y1 - y0)
     y0, y1 = max(0, int(y0 - margin)), min(height, int(np.ceil(y1 + margin)))
     if x1 - x0 < MIN_SIDE or y1 - y0 < MIN_SIDE:
         return None
-    if x1 - x0 > MIN_GAIN * width:  # the text runs across the crop: nothing to gain, and a
-        return None                  # two-line plate's lower line alone would be cut out
     return x0, y0, x1, y1
