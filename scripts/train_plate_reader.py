@@ -290,7 +290,7 @@ def main() -> None:
                         help="ONNX file to write (the charset goes next to it).")
     args = parser.parse_args()
     if args.cache is None:
-        args.cache = Path(f"/tmp/gotcha-plate-synth-v7-seed{args.seed}-{args.samples}.npz")
+        args.cache = Path(f"/tmp/gotcha-plate-synth-v8-seed{args.seed}-{args.samples}.npz")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.render_only:
         render_dataset(args.seed, args.samples, args.workers, args.cache)

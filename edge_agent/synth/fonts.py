@@ -72,12 +72,36 @@ def _pil_font(face: FontFace) -> ImageFont.FreeTypeFont:
 
 
 @functools.lru_cache(maxsize=8192)
-def glyph_mask(face: FontFace, char: str, bold: int = 0) -> np.ndarray:
+def glyph_mask(face: FontFace, char: str, bold: int = 0, plate_cut: bool = False) -> np.ndarray:
     """Float32 ink mask (0..1) of one character cropped to its ink; ``bold`` adds stroke px.
 
     A negative ``bold`` thins the strokes (erosion), as the light weights of worn or
-    differently cut plate typefaces look.
+    differently cut plate typefaces look. ``plate_cut`` redraws the one digit whose plate shape
+    no font here has: the flat-topped 3.
     """
+    mask = _font_mask(face, char, bold)
+    return flat_top_three(mask) if plate_cut and char == "3" else mask
+
+
+def flat_top_three(mask: np.ndarray) -> np.ndarray:
+    """The plate typeface's 3: a flat top bar and a diagonal down into the lower bowl.
+
+    Fonts draw a round-topped 3; a reader that only saw those takes the plates' 3 for a 5 (its
+    flat top is the 5's top bar). The lower bowl is kept; the top half is redrawn with the
+    bowl's stroke width.
+    """
+    h, w = mask.shape
+    stroke = max(1, int((mask[int(h * 0.7):, w // 2] > 0.5).sum()))  # bottom of the bowl
+    waist = int(h * 0.47)
+    out = mask.copy()
+    out[: waist - stroke // 2] = 0.0
+    cv2.rectangle(out, (int(w * 0.08), 0), (w - 1, stroke - 1), 1.0, -1)
+    cv2.line(out, (w - 1 - stroke // 2, stroke // 2), (int(w * 0.42), waist), 1.0, stroke,
+             cv2.LINE_AA)
+    return out
+
+
+def _font_mask(face: FontFace, char: str, bold: int) -> np.ndarray:
     font = _pil_font(face)
     size = GLYPH_SIZE * 2
     image = Image.new("L", (size, size), 0)

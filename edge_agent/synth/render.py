@@ -123,11 +123,11 @@ def layout(parts: PlateParts, style: str, rng: np.random.Generator) -> tuple[flo
 
 
 def _paint(canvas: np.ndarray, box: Box, face: FontFace, color: Color, bold: int,
-           ref_w: dict[str, float], squeeze: float = 1.0) -> None:
+           ref_w: dict[str, float], squeeze: float = 1.0, plate_cut: bool = False) -> None:
     h, w = canvas.shape[:2]
     x0, y0 = round(box.x0 * w), round(box.y0 * h)
     bw, bh = max(1, round((box.x1 - box.x0) * w)), max(1, round((box.y1 - box.y0) * h))
-    mask = glyph_mask(face, box.text, bold)
+    mask = glyph_mask(face, box.text, bold, plate_cut)
     mw = mask.shape[1]
     kind = "digit" if box.text.isdigit() else "hangul"
     # uniform stretch per class: a narrow "1" stays narrow, a "0" fills its cell
@@ -193,8 +193,9 @@ def render_plate_lines(text: str, style: str, rng: np.random.Generator,
     squeeze = float(rng.uniform(0.72, 1.0)) if rng.random() < 0.5 else 1.0  # condensed faces
     ref_w = {"digit": float(glyph_mask(face, "0", bold).shape[1]),
              "hangul": float(glyph_mask(face, "가", bold).shape[1])}
+    plate_cut = rng.random() < 0.5  # the plate typeface's own 3, not the font's
     for box in boxes:
-        _paint(canvas, box, face, fg, bold, ref_w, squeeze)
+        _paint(canvas, box, face, fg, bold, ref_w, squeeze, plate_cut)
     two_line = boxes[0].y1 < 0.5
     if two_line and parts.region and rng.random() < 0.5:
         _seal(canvas, boxes[0], fg, rng)
@@ -219,9 +220,11 @@ def _seal(canvas: np.ndarray, first: Box, color: Color, rng: np.random.Generator
 
 def _bolts(canvas: np.ndarray, two_line: bool, rng: np.random.Generator) -> None:
     h, w = canvas.shape[:2]
-    r = max(1, int(h * (0.045 if two_line else 0.06)))
-    if two_line:
-        spots = [(int(w * 0.2), int(h * 0.1)), (int(w * 0.8), int(h * 0.1))]
+    r = max(1, int(h * (float(rng.uniform(0.04, 0.07)) if two_line else 0.06)))
+    if two_line:  # beside the top line, where a reader can take one for a digit
+        y = int(h * float(rng.uniform(0.1, 0.26)))
+        spots = [(int(w * float(rng.uniform(0.12, 0.2))), y),
+                 (int(w * float(rng.uniform(0.8, 0.88))), y)]
     else:
         spots = [(int(w * 0.035), int(h * 0.5)), (int(w * 0.965), int(h * 0.5))]
     metal = int(rng.integers(120, 230))
