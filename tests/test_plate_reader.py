@@ -20,7 +20,9 @@ from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from edge_agent.vision.plate_reader import (
     CtcPlateReader,
     _Look,
+    _without_region,
     ctc_greedy_decode,
+    ev_blue,
     mostly_orange,
     normalise,
     resize_crop,
@@ -142,6 +144,25 @@ def test_only_construction_plates_count_as_orange(style: str, orange: bool) -> N
     crops = [random_sample(rng, style)[0] for _ in range(20)]
     share = np.mean([mostly_orange(crop) for crop in crops])
     assert share >= 0.8 if orange else share <= 0.1, (style, share)
+
+
+@pytest.mark.parametrize(("style", "blue"), [
+    ("blue_ev", True), ("white8", False), ("green2", False), ("green1", False),
+    ("yellow1", False), ("orange", False), ("rental", False),
+])
+def test_only_ev_plates_count_as_sky_blue(style: str, blue: bool) -> None:
+    rng = np.random.default_rng(6)
+    crops = [random_sample(rng, style)[0] for _ in range(20)]
+    share = np.mean([ev_blue(crop) for crop in crops])
+    assert share >= 0.8 if blue else share <= 0.1, (style, share)
+
+
+def test_an_ev_plate_read_loses_the_region_its_emblem_gave() -> None:
+    """EV plates carry no region name; the stacked emblem at their left reads like one."""
+    look = _Look(np.zeros((36, 3), np.float32), ("인천13고2060", (0.6, *[0.99] * 7)))
+    assert _without_region(look).read == ("13고2060", tuple([0.99] * 7))
+    plain = _look("13고2060", 0.99)
+    assert _without_region(plain) is plain
 
 
 def test_ppocrv4_recogniser_loads_through_the_reader(config) -> None:

@@ -30,6 +30,7 @@ from edge_agent.vision.ctc_decode import (
 )
 from edge_agent.vision.onnx_session import check_input_shape, create_session
 from edge_agent.vision.plate_zoom import zoom_box
+from edge_agent.vision.region_prior import RegionPrior
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,11 @@ class CtcPlateReader:
         # is no wider than two_line_max_aspect, and keep the read the plate grammar prefers.
         self.split_two_line = spec.extra.get("two_line") == "split" and not self.keep_aspect
         self.two_line_max_aspect = float(spec.extra.get("two_line_max_aspect", 3.2))  # type: ignore[arg-type]
-        # region_check = true: a sure read without a region still gets the two-line look when
-        # the crop is mostly orange: the lower line of a construction plate alone reads as a
-        # whole plate, its region name is the line above
+        # region_check = true: the plate's colour says whether it carries a region name. A sure
+        # read without a region still gets the two-line look when the crop is mostly orange
+        # (the lower line of a construction plate alone reads as a whole plate, its region name
+        # is the line above); a read of a mostly sky-blue crop (an EV plate, which never
+        # carries a region) loses the region its emblem was read as
         self.region_check = bool(spec.extra.get("region_check", False))
         # a grammatical read this sure (mean character confidence) gets no second look
         self.sure_confidence = float(spec.extra.get("sure_read", 0.9))  # type: ignore[arg-type]
@@ -159,6 +162,13 @@ class CtcPlateReader:
         # plate reads the most probable grammatical label sequence when no look's greedy read is
         # a plate (constrain = "fallback") or always (constrain = "always")
         self.grammar = _grammar_for(spec, charset)
+        # region_prior = "fleet": the model saw every region name equally often; real plates
+        # carry them as often as the fleet is registered (edge_agent.vision.region_prior)
+        prior = spec.extra.get("region_prior")
+        if prior not in (None, "fleet"):
+            raise ModelError(f"model {spec.id}: region_prior {prior!r} is unknown; use \"fleet\" "
+                             f"or leave it out")
+        self.region_prior = RegionPrior(charset) if prior == "fleet" else None
         self.constrain = str(spec.extra.get("constrain", "fallback"))
         classes = session.get_outputs()[0].shape[-1]
         if isinstance(classes, int) and classes != len(charset):
@@ -244,7 +254,11 @@ class CtcPlateReader:
             self._look_closer(crops, probs, looks)
         if self.split_two_line:
             self._look_as_two_lines(crops, looks)
-        return [self._settle(found).read for found in looks]
+        settled = [self._settle(found) for found in looks]
+        if self.region_check:
+            settled = [_without_region(look) if _has_region([look]) and ev_blue(crop) else look
+                       for crop, look in zip(crops, settled, strict=True)]
+        return [look.read for look in settled]
 
     def _doubtful(self, found: list[_Look]) -> bool:
         return max(look.score for look in found) < (True, self.sure_confidence)
@@ -317,7 +331,8 @@ class CtcPlateReader:
         if self.outputs_probs is None:  # learnt on the first run (the warm-up at load)
             self.outputs_probs = bool(out.min() >= 0 and np.allclose(out.sum(axis=-1), 1.0,
                                                                       atol=1e-2))
-        return out if self.outputs_probs else softmax(out)
+        probs = out if self.outputs_probs else softmax(out)
+        return self.region_prior.apply(probs) if self.region_prior is not None else probs
 
     def _constrained(self, look: _Look) -> _Look:
         """The most probable grammatical read of a look's frames, or the look unchanged."""
@@ -351,7 +366,7 @@ class _Look:
     def score(self) -> tuple[bool, float]:
         """(grammatical plate, mean character confidence): larger is better."""
         confs = self.read[1]
-        return self.plate is not None, float(np.mean(confs)) if confs else 0.0
+        return self.plate is not None, sum(confs) / len(confs) if confs else 0.0
 
     def adds_region_to(self, other: _Look) -> bool:
         """Whether this look is a plate reading ``other``'s text with a region in front."""
@@ -361,17 +376,39 @@ class _Look:
 
 ORANGE_HUE = (3, 17)  # OpenCV hue (0-180) of construction-plate orange, not plate yellow (20+)
 ORANGE_SHARE = 0.35  # share of the crop's middle that must be saturated orange
+EV_BLUE_HUE = (90, 115)  # the sky blue of EV plates; plate green is below 85
+EV_BLUE_SHARE = 0.4
 
 
 def mostly_orange(crop_bgr: np.ndarray) -> bool:
     """Whether the middle of a crop is mostly saturated orange (a construction plate)."""
+    return _middle_share(crop_bgr, ORANGE_HUE, min_saturation=90, min_value=70) > ORANGE_SHARE
+
+
+def ev_blue(crop_bgr: np.ndarray) -> bool:
+    """Whether the middle of a crop is mostly the sky blue of an EV plate."""
+    return _middle_share(crop_bgr, EV_BLUE_HUE, min_saturation=60, min_value=90) > EV_BLUE_SHARE
+
+
+def _middle_share(crop_bgr: np.ndarray, hue: tuple[int, int], min_saturation: int,
+                  min_value: int) -> float:
+    """Share of the middle of a crop (where the plate is, even in a loose crop) in a hue band."""
     if crop_bgr.ndim != 3:
-        return False
+        return 0.0
     h, w = crop_bgr.shape[:2]
     hsv = cv2.cvtColor(crop_bgr[h // 4: h - h // 4, w // 6: w - w // 6], cv2.COLOR_BGR2HSV)
-    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    orange = (hue >= ORANGE_HUE[0]) & (hue <= ORANGE_HUE[1]) & (sat > 90) & (val > 70)
-    return bool(orange.mean() > ORANGE_SHARE)
+    inside = ((hsv[..., 0] >= hue[0]) & (hsv[..., 0] <= hue[1]) & (hsv[..., 1] > min_saturation)
+              & (hsv[..., 2] > min_value))
+    return float(inside.mean()) if inside.size else 0.0
+
+
+def _without_region(look: _Look) -> _Look:
+    """A plate read with its region name (one token, one confidence) left out."""
+    region = look.plate.region if look.plate is not None else None
+    if region is None:
+        return look
+    text, confs = look.read
+    return _Look(look.probs, (text[len(region):], confs[1:]))
 
 
 def _has_region(found: list[_Look]) -> bool:
