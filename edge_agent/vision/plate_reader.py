@@ -396,7 +396,12 @@ def _middle_share(crop_bgr: np.ndarray, hue: tuple[int, int], min_saturation: in
     if crop_bgr.ndim != 3:
         return 0.0
     h, w = crop_bgr.shape[:2]
-    hsv = cv2.cvtColor(crop_bgr[h // 4: h - h // 4, w // 6: w - w // 6], cv2.COLOR_BGR2HSV)
+    middle = crop_bgr[h // 4: h - h // 4, w // 6: w - w // 6]
+    if middle.shape[0] > 16:  # a colour share needs no detail: 16 rows keep it on the hot path
+        scale = 16 / middle.shape[0]
+        middle = cv2.resize(middle, (max(1, round(middle.shape[1] * scale)), 16),
+                            interpolation=cv2.INTER_NEAREST)
+    hsv = cv2.cvtColor(middle, cv2.COLOR_BGR2HSV)
     inside = ((hsv[..., 0] >= hue[0]) & (hsv[..., 0] <= hue[1]) & (hsv[..., 1] > min_saturation)
               & (hsv[..., 2] > min_value))
     return float(inside.mean()) if inside.size else 0.0

@@ -40,14 +40,15 @@ class RegionPrior:
         self.weight = (fleet / fleet.sum() * max(1, len(present))).astype(np.float32)
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
-        """[..., T, C] probabilities with each frame's region mass split by the fleet prior."""
+        """[..., T, C] probabilities with each frame's region mass split by the fleet prior
+        (a new array; ``probs`` is left as it is)."""
         if not len(self.index):
             return probs
         regions = probs[..., self.index]
-        mass = regions.sum(axis=-1, keepdims=True)
         weighed = regions * self.weight
-        total = weighed.sum(axis=-1, keepdims=True)
+        # mass / weighed mass per frame; frames without region mass keep their zeros
+        ratio = regions.sum(axis=-1, keepdims=True) / np.maximum(
+            weighed.sum(axis=-1, keepdims=True), np.finfo(np.float32).tiny)
         out = probs.copy()
-        out[..., self.index] = np.divide(mass * weighed, total, out=np.zeros_like(weighed),
-                                         where=total > 0)
+        out[..., self.index] = weighed * ratio
         return out
