@@ -135,26 +135,23 @@ def test_a_look_that_adds_the_missed_region_line_wins(reader: CtcPlateReader) ->
     assert reader._settle([one_line, _look("9304노7823", 0.99)]).read[0] == "04노7823"
 
 
-@pytest.mark.parametrize(("style", "orange"), [
-    ("orange", True), ("yellow1", False), ("yellow2", False), ("green2", False),
-    ("white7", False), ("blue_ev", False), ("delivery", False),
+_PLATE_COLOURS = {"orange": mostly_orange, "sky blue": ev_blue}
+
+
+@pytest.mark.parametrize(("colour", "style", "expected"), [
+    ("orange", "orange", True), ("orange", "yellow1", False), ("orange", "yellow2", False),
+    ("orange", "green2", False), ("orange", "white7", False), ("orange", "blue_ev", False),
+    ("orange", "delivery", False),
+    ("sky blue", "blue_ev", True), ("sky blue", "white8", False), ("sky blue", "green2", False),
+    ("sky blue", "green1", False), ("sky blue", "yellow1", False), ("sky blue", "orange", False),
+    ("sky blue", "rental", False),
 ])
-def test_only_construction_plates_count_as_orange(style: str, orange: bool) -> None:
+def test_only_construction_plates_are_orange_and_only_ev_plates_sky_blue(
+        colour: str, style: str, expected: bool) -> None:
     rng = np.random.default_rng(5)
     crops = [random_sample(rng, style)[0] for _ in range(20)]
-    share = np.mean([mostly_orange(crop) for crop in crops])
-    assert share >= 0.8 if orange else share <= 0.1, (style, share)
-
-
-@pytest.mark.parametrize(("style", "blue"), [
-    ("blue_ev", True), ("white8", False), ("green2", False), ("green1", False),
-    ("yellow1", False), ("orange", False), ("rental", False),
-])
-def test_only_ev_plates_count_as_sky_blue(style: str, blue: bool) -> None:
-    rng = np.random.default_rng(6)
-    crops = [random_sample(rng, style)[0] for _ in range(20)]
-    share = np.mean([ev_blue(crop) for crop in crops])
-    assert share >= 0.8 if blue else share <= 0.1, (style, share)
+    share = np.mean([_PLATE_COLOURS[colour](crop) for crop in crops])
+    assert share >= 0.8 if expected else share <= 0.1, (colour, style, share)
 
 
 def test_an_ev_plate_read_loses_the_region_its_emblem_gave() -> None:
