@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
+from cloud_sync.plate_grammar import REGIONS
 from edge_agent.config import load_config
 from edge_agent.errors import ModelError
 from edge_agent.evaluation.plates import evaluate_readers, load_labelled_crops
@@ -34,6 +35,7 @@ def test_a_torn_region_frame_reads_the_common_region_and_keeps_its_mass() -> Non
 
 
 def test_weights_follow_the_registrations() -> None:
+    assert set(REGISTERED_MILLIONS) == set(REGIONS)
     prior = RegionPrior(CHARSET)
     weight = dict(zip(["서울", "세종", "경기"], prior.weight, strict=True))
     assert weight["경기"] > weight["서울"] > weight["세종"]

