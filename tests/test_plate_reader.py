@@ -14,13 +14,17 @@ from conftest import need, shared_path
 
 from edge_agent.config import load_config
 from edge_agent.errors import BadInputError, ModelError
-from edge_agent.evaluation.plates import TinyLprPeer, evaluate_readers, load_labelled_crops
+from edge_agent.evaluation.plates import (
+    TinyLprPeer,
+    evaluate_readers,
+    load_labelled_crops,
+    read_image,
+)
 from edge_agent.synth import STYLES, random_sample
 from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from edge_agent.vision.plate_reader import (
     CtcPlateReader,
     _Look,
-    _without_region,
     ctc_greedy_decode,
     ev_blue,
     mostly_orange,
@@ -157,9 +161,21 @@ def test_only_construction_plates_are_orange_and_only_ev_plates_sky_blue(
 def test_an_ev_plate_read_loses_the_region_its_emblem_gave() -> None:
     """EV plates carry no region name; the stacked emblem at their left reads like one."""
     look = _Look(np.zeros((36, 3), np.float32), ("인천13고2060", (0.6, *[0.99] * 7)))
-    assert _without_region(look).read == ("13고2060", tuple([0.99] * 7))
+    assert look.without_region().read == ("13고2060", tuple([0.99] * 7))
     plain = _look("13고2060", 0.99)
-    assert _without_region(plain) is plain
+    assert plain.without_region() is plain
+
+
+def test_the_real_ev_plate_reads_without_the_region_its_emblem_looks_like(config) -> None:
+    """set-b/13고2060.jpg: a sky-blue EV plate whose emblem this model reads as 인천; the
+    region check turns that into the plate's own text."""
+    crop = read_image(shared_path("data/plates/set-b") / "13고2060.jpg")
+    path = OURS.resolve(config.models.dir)
+    checked = CtcPlateReader.from_spec(OURS, path, config)
+    unchecked = CtcPlateReader.from_spec(
+        replace(OURS, extra={**OURS.extra, "region_check": False}), path, config)
+    assert unchecked.read(crop)[0] == "인천13고2060"
+    assert checked.read(crop)[0] == "13고2060"
 
 
 def test_ppocrv4_recogniser_loads_through_the_reader(config) -> None:

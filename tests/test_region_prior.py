@@ -68,3 +68,5 @@ def test_real_regional_plates_read_better_with_the_prior() -> None:
                                "plain": lambda image: without.read(image)[0]}, crops)
     prior, plain = scores
     assert prior.exact > plain.exact, (prior.misreads, plain.misreads)
+    missed = {m["file"] for m in prior.misreads}
+    assert missed <= {m["file"] for m in plain.misreads}, (prior.misreads, plain.misreads)

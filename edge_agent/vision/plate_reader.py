@@ -256,7 +256,7 @@ class CtcPlateReader:
             self._look_as_two_lines(crops, looks)
         settled = [self._settle(found) for found in looks]
         if self.region_check:
-            settled = [_without_region(look) if _has_region([look]) and ev_blue(crop) else look
+            settled = [look.without_region() if look.region and ev_blue(crop) else look
                        for crop, look in zip(crops, settled, strict=True)]
         return [look.read for look in settled]
 
@@ -284,7 +284,8 @@ class CtcPlateReader:
                 return False
             if self._doubtful(looks[i]):
                 return True
-            return self.region_check and not _has_region(looks[i]) and mostly_orange(crops[i])
+            best = max(looks[i], key=lambda look: look.score)
+            return self.region_check and best.region is None and mostly_orange(crops[i])
 
         redo = [i for i in range(len(crops)) if wanted(i)]
         if not redo:
@@ -362,6 +363,11 @@ class _Look:
         """The read parsed by the shared plate grammar; None when it is no plate."""
         return parse_plate(self.read[0])
 
+    @property
+    def region(self) -> str | None:
+        """The region name the read starts with, if it is a plate with one."""
+        return self.plate.region if self.plate is not None else None
+
     @cached_property
     def score(self) -> tuple[bool, float]:
         """(grammatical plate, mean character confidence): larger is better."""
@@ -370,8 +376,14 @@ class _Look:
 
     def adds_region_to(self, other: _Look) -> bool:
         """Whether this look is a plate reading ``other``'s text with a region in front."""
-        return (self.plate is not None and self.plate.region is not None
-                and self.read[0] == self.plate.region + other.read[0])
+        return self.region is not None and self.read[0] == self.region + other.read[0]
+
+    def without_region(self) -> _Look:
+        """This read with its region name (one token, one confidence) left out."""
+        if self.region is None:
+            return self
+        text, confs = self.read
+        return _Look(self.probs, (text[len(self.region):], confs[1:]))
 
 
 ORANGE_HUE = (3, 17)  # OpenCV hue (0-180) of construction-plate orange, not plate yellow (20+)
@@ -405,21 +417,6 @@ def _middle_share(crop_bgr: np.ndarray, hue: tuple[int, int], min_saturation: in
     inside = ((hsv[..., 0] >= hue[0]) & (hsv[..., 0] <= hue[1]) & (hsv[..., 1] > min_saturation)
               & (hsv[..., 2] > min_value))
     return float(inside.mean()) if inside.size else 0.0
-
-
-def _without_region(look: _Look) -> _Look:
-    """A plate read with its region name (one token, one confidence) left out."""
-    region = look.plate.region if look.plate is not None else None
-    if region is None:
-        return look
-    text, confs = look.read
-    return _Look(look.probs, (text[len(region):], confs[1:]))
-
-
-def _has_region(found: list[_Look]) -> bool:
-    """Whether the best look so far is a plate with a region."""
-    best = max(found, key=lambda look: look.score)
-    return best.plate is not None and best.plate.region is not None
 
 
 def _grammar_for(spec: ModelSpec, charset: list[str]) -> CtcGrammar | None:
