@@ -3,6 +3,8 @@ degradations keep images valid, and a seed gives the same plate everywhere."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,7 @@ from edge_agent.synth import (
     shadow,
     split_text,
 )
+from edge_agent.synth.fonts import glyph_mask, korean_fonts
 from edge_agent.synth.render import layout
 
 TWO_LINE = {"white_old2", "yellow2", "green2", "green2_noregion", "orange"}
@@ -123,3 +126,29 @@ def test_samples_say_which_plates_have_two_lines() -> None:
             assert two_line, style
         elif style != "delivery":
             assert not two_line, style
+
+
+def _tail_centres(mask: np.ndarray) -> list[float]:
+    """Mean ink column of each row in the top fifth of a glyph mask, top row first."""
+    rows = mask[: max(2, mask.shape[0] // 5)] > 0.5
+    return [float(np.flatnonzero(row).mean()) for row in rows if row.any()]
+
+
+@pytest.mark.parametrize("face", korean_fonts(), ids=lambda f: f"{f.family}-{f.style}")
+def test_plate_cut_six_and_nine_have_the_plate_typeface_straight_tail(face) -> None:
+    # fonts curl the 6's tail back over its bowl; the plate typeface runs it straight up to
+    # the top right (its 9 is the same glyph upside down). The bowl stays the font's own.
+    font_six = glyph_mask(face, "6")
+    six = glyph_mask(face, "6", plate_cut=True)
+    nine = glyph_mask(face, "9", plate_cut=True)
+    h = six.shape[0]
+    assert np.array_equal(six[int(h * 0.8):], font_six[int(h * 0.8):])
+    for tail in (six, nine[::-1, ::-1]):
+        centres = _tail_centres(tail)
+        assert len(centres) >= 2
+        # one stroke leaning right: each row's ink at or right of the row below (anti-aliasing
+        # moves a centre by up to a pixel), the top row well right of the fifth's bottom row
+        assert all(a >= b - 1 for a, b in pairwise(centres)), centres
+        assert centres[0] > 0.55 * tail.shape[1]
+        assert centres[0] - centres[-1] > 0.08 * tail.shape[1], centres
+    assert not np.array_equal(six, font_six)

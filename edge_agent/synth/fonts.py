@@ -76,11 +76,19 @@ def glyph_mask(face: FontFace, char: str, bold: int = 0, plate_cut: bool = False
     """Float32 ink mask (0..1) of one character cropped to its ink; ``bold`` adds stroke px.
 
     A negative ``bold`` thins the strokes (erosion), as the light weights of worn or
-    differently cut plate typefaces look. ``plate_cut`` redraws the one digit whose plate shape
-    no font here has: the flat-topped 3.
+    differently cut plate typefaces look. ``plate_cut`` redraws the digits whose plate shapes
+    no font here has: the flat-topped 3 and the straight-tailed 6 and 9.
     """
     mask = _font_mask(face, char, bold)
-    return flat_top_three(mask) if plate_cut and char == "3" else mask
+    if not plate_cut:
+        return mask
+    if char == "3":
+        return flat_top_three(mask)
+    if char == "6":
+        return straight_tail_six(mask)
+    if char == "9":  # the plate typeface's 9 is its 6 turned upside down
+        return np.ascontiguousarray(straight_tail_six(mask[::-1, ::-1])[::-1, ::-1])
+    return mask
 
 
 def flat_top_three(mask: np.ndarray) -> np.ndarray:
@@ -97,6 +105,26 @@ def flat_top_three(mask: np.ndarray) -> np.ndarray:
     out[: waist - stroke // 2] = 0.0
     cv2.rectangle(out, (int(w * 0.08), 0), (w - 1, stroke - 1), 1.0, -1)
     cv2.line(out, (w - 1 - stroke // 2, stroke // 2), (int(w * 0.42), waist), 1.0, stroke,
+             cv2.LINE_AA)
+    return out
+
+
+def straight_tail_six(mask: np.ndarray) -> np.ndarray:
+    """The plate typeface's 6: a round lower bowl and a straight stroke up to the top right.
+
+    Fonts curl the 6's tail back over the bowl; a reader that only saw those takes the
+    plates' large 6 for a 0, or for "06". The bowl is kept; above it the tail is redrawn as a
+    straight diagonal with the bowl's stroke width. (Turned upside down, the same cut is the
+    plate's 9.)
+    """
+    h, w = mask.shape
+    stroke = max(1, int((mask[int(h * 0.7):, w // 2] > 0.5).sum()))  # bottom of the bowl
+    middle = np.flatnonzero(mask[int(h * 0.3):, w // 2] > 0.5)  # the bowl's top, at mid-width
+    bowl_top = int(h * 0.3) + (int(middle[0]) if len(middle) else int(h * 0.15))
+    out = mask.copy()
+    out[:bowl_top] = 0.0
+    start_y = bowl_top + (h - bowl_top) // 3
+    cv2.line(out, (stroke // 2, start_y), (int(w * 0.74), stroke // 2), 1.0, stroke,
              cv2.LINE_AA)
     return out
 

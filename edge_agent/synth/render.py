@@ -79,7 +79,8 @@ def _one_line(parts: PlateParts, left: float, rng: np.random.Generator) -> list[
 
 def _two_line(parts: PlateParts, style: str, rng: np.random.Generator) -> list[Box]:
     top_y0, top_y1 = 0.08, float(rng.uniform(0.36, 0.42))
-    bot_y0, bot_y1 = top_y1 + 0.06, 0.93
+    # the number line runs down to the plate's lower edge on green plates
+    bot_y0, bot_y1 = top_y1 + 0.06, float(rng.uniform(0.9, 0.96))
     boxes: list[Box] = []
     if parts.region and style == "orange":
         boxes += _row([(parts.region[0], 1.0), (parts.region[1], 1.0)], 0.3, 0.7, top_y0, top_y1,
@@ -193,7 +194,7 @@ def render_plate_lines(text: str, style: str, rng: np.random.Generator,
     squeeze = float(rng.uniform(0.72, 1.0)) if rng.random() < 0.5 else 1.0  # condensed faces
     ref_w = {"digit": float(glyph_mask(face, "0", bold).shape[1]),
              "hangul": float(glyph_mask(face, "가", bold).shape[1])}
-    plate_cut = rng.random() < 0.5  # the plate typeface's own 3, not the font's
+    plate_cut = rng.random() < 0.5  # the plate typeface's own 3, 6 and 9, not the font's
     for box in boxes:
         _paint(canvas, box, face, fg, bold, ref_w, squeeze, plate_cut)
     two_line = boxes[0].y1 < 0.5
