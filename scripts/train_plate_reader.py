@@ -3,7 +3,7 @@
 Reproduce the committed model (fixed seed, the numbers are in models/models.toml):
 
     .venv/bin/python scripts/train_plate_reader.py --seed 0 --samples 120000 --steps 6000 \
-        --easy-steps 400 --threads 2 --minutes 52 --out models/gotcha-kr-plate-crnn.onnx
+        --easy-steps 400 --ema 0.998 --threads 2 --minutes 52 --out models/gotcha-kr-plate-crnn.onnx
 
 Why this design: a small CRNN (conv only, ~1.5 MB) reading one row of features with CTC, one
 frame per 4 input columns, so the exported model takes any input width. One-line plates are
@@ -157,6 +157,12 @@ def train(args: argparse.Namespace) -> None:
     params = sum(p.numel() for p in model.parameters())
     log.info("model: %d parameters, %d classes", params, len(CHARSET) + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    # an exponential moving average of the weights (and batch-norm statistics) is what gets
+    # validated and exported: single checkpoints of one run differ by several real-crop reads
+    averaged = (torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
+        use_buffers=True) if args.ema else None)
+    kept = averaged.module if averaged is not None else model
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     rng = np.random.default_rng(args.seed)
     # a batch is all one-line crops (W wide) or all two-line views (2W wide); the first
@@ -192,20 +198,26 @@ def train(args: argparse.Namespace) -> None:
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         sched.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         step += 1
         if step % 50 == 0:
             log.info("epoch %d step %d/%d loss %.4f lr %.5f (%.0f s)", pools[0].epoch, step,
                      args.steps,
                      loss.item(), sched.get_last_lr()[0], time.time() - start)
         if step % args.eval_every == 0 or step == args.steps:
-            one, two = evaluate(model, x_all[:n_val], labels[:n_val], two_line[:n_val])
+            one, two = evaluate(kept, x_all[:n_val], labels[:n_val], two_line[:n_val])
             log.info("step %d: synthetic val exact %.4f one-line, %.4f two-line (%.0f s)", step,
                      one, two, time.time() - start)
-            export(model, args.out)
+            export(kept, args.out)
     if step < args.steps:
         log.warning("time budget of %.0f min reached at step %d of %d", args.minutes, step,
                     args.steps)
-        export(model, args.out)
+        export(kept, args.out)
+    if averaged is not None:  # what the average is worth against the last weights
+        one, two = evaluate(model, x_all[:n_val], labels[:n_val], two_line[:n_val])
+        log.info("last weights, not averaged: synthetic val exact %.4f one-line, %.4f two-line",
+                 one, two)
     log.info("training wall-clock: %.0f s for %d steps (rendering excluded)",
              time.time() - start, step)
 
@@ -279,6 +291,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="Optimizer steps (schedule).")
     parser.add_argument("--easy-steps", type=int, default=0,
                         help="First steps trained on the cleaner crops only.")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="Validate and export a moving average of the weights with this "
+                        "decay per step (0.998: about the last 500 steps); 0 = the last weights.")
     parser.add_argument("--eval-every", type=int, default=500, help="Validate/export every N.")
     parser.add_argument("--minutes", type=float, default=55, help="Safety time budget; the "
                         "schedule is by steps, so a run cut short is not the reproducible one.")
@@ -290,7 +305,7 @@ def main() -> None:
                         help="ONNX file to write (the charset goes next to it).")
     args = parser.parse_args()
     if args.cache is None:
-        args.cache = Path(f"/tmp/gotcha-plate-synth-v8-seed{args.seed}-{args.samples}.npz")
+        args.cache = Path(f"/tmp/gotcha-plate-synth-v9-seed{args.seed}-{args.samples}.npz")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.render_only:
         render_dataset(args.seed, args.samples, args.workers, args.cache)

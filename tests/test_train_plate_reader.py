@@ -28,11 +28,12 @@ def test_a_few_steps_give_a_model_the_reader_runs(tmp_path: Path) -> None:
     out = tmp_path / "mini.onnx"
     cache = tmp_path / "crops.npz"
     command = [sys.executable, str(SCRIPT), "--seed", "3", "--samples", "240", "--steps", "4",
-               "--easy-steps", "2", "--batch", "16", "--eval-every", "2", "--workers", "1",
-               "--threads", "1", "--cache", str(cache), "--out", str(out)]
+               "--easy-steps", "2", "--ema", "0.9", "--batch", "16", "--eval-every", "2",
+               "--workers", "1", "--threads", "1", "--cache", str(cache), "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "synthetic val exact" in done.stderr
+    assert "last weights, not averaged" in done.stderr  # the weight average was kept
     assert cache.is_file() and out.is_file()
     assert out.stat().st_size < 2_000_000
     charset = out.with_suffix(".charset.txt").read_text(encoding="utf-8").splitlines()
