@@ -11,7 +11,8 @@ read at 144x48. Two-line plates (region and digits above letter and number) are 
 each line is resized to 144x48 and laid side by side (plate_reader.two_line_view), in training
 and at run time, where the reader keeps whichever of the one-line and two-line reads the plate
 grammar prefers. (A first design that kept two feature rows for CTC did not leave the CTC
-plateau within the CPU budget; a first pass on cleaner crops, --easy-steps, shortens it.) Only
+plateau within the CPU budget; a first pass on cleaner crops, --easy-steps, shortens it.) The
+exported weights are a moving average (--ema), which smooths out the last steps' noise. Only
 synthetic plates (edge_agent.synth) are used; the real crops in ../shared/data/plates are the
 evaluation set and are never read here.
 """

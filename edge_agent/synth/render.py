@@ -79,7 +79,7 @@ def _one_line(parts: PlateParts, left: float, rng: np.random.Generator) -> list[
 
 def _two_line(parts: PlateParts, style: str, rng: np.random.Generator) -> list[Box]:
     top_y0, top_y1 = 0.08, float(rng.uniform(0.36, 0.42))
-    # the number line runs down to the plate's lower edge on green plates
+    # the number line runs down close to the plate's lower edge (on green plates almost to it)
     bot_y0, bot_y1 = top_y1 + 0.06, float(rng.uniform(0.9, 0.96))
     boxes: list[Box] = []
     if parts.region and style == "orange":
