@@ -183,6 +183,17 @@ def test_the_real_ev_plate_reads_without_the_region_its_emblem_looks_like(config
     assert text.endswith("13고2060") and text[:-len("13고2060")] in ("", *REGIONS), text
 
 
+@pytest.mark.parametrize(("name", "plate"), [
+    ("set-b/24조2426.jpg", "24조2426"), ("set-b/86더8806.jpg", "86더8806"),
+    ("set-a/42소9166-3.jpg", "42소9166"), ("set-a/68오8623.jpg", "68오8623"),
+])
+def test_real_plates_with_the_plate_typeface_six_read_right(reader: CtcPlateReader, name: str,
+                                                            plate: str) -> None:
+    """The plate typeface's 6 has a straight tail; the model trained only on fonts' curled 6s
+    read these as 2420, 8810, 4916 and 468오8623 (large 6 read as 0, "06" or dropped)."""
+    assert reader.read(read_image(shared_path("data/plates") / name))[0] == plate
+
+
 def test_ppocrv4_recogniser_loads_through_the_reader(config) -> None:
     pytest.importorskip("rapidocr_onnxruntime", reason="rapidocr-onnxruntime not installed")
     spec = CATALOG["ppocrv4-rec"]
