@@ -305,6 +305,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("models/gotcha-kr-plate-crnn.onnx"),
                         help="ONNX file to write (the charset goes next to it).")
     args = parser.parse_args()
+    if not 0.0 <= args.ema < 1.0:
+        parser.error(f"--ema {args.ema} is no decay: give a number in [0, 1), e.g. 0.998, or 0 "
+                     f"to export the last weights")
     if args.cache is None:
         args.cache = Path(f"/tmp/gotcha-plate-synth-v9-seed{args.seed}-{args.samples}.npz")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

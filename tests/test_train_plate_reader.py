@@ -50,3 +50,15 @@ def test_a_few_steps_give_a_model_the_reader_runs(tmp_path: Path) -> None:
     assert one_line.shape[1] == 36 and two_line.shape[1] == 72  # a frame per 4 columns
     _, confs = reader.read(crop)  # four steps read nothing yet, but the whole path runs
     assert all(0.0 <= c <= 1.0 for c in confs)
+
+
+@pytest.mark.parametrize("decay", ["1.0", "-0.5"])
+def test_a_decay_outside_zero_to_one_is_refused_before_rendering(tmp_path: Path,
+                                                                 decay: str) -> None:
+    cache = tmp_path / "crops.npz"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--ema", decay, "--cache", str(cache),
+                           "--out", str(tmp_path / "m.onnx")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert f"--ema {float(decay)} is no decay" in done.stderr
+    assert not cache.exists()

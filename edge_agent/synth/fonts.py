@@ -99,7 +99,7 @@ def flat_top_three(mask: np.ndarray) -> np.ndarray:
     bowl's stroke width.
     """
     h, w = mask.shape
-    stroke = max(1, int((mask[int(h * 0.7):, w // 2] > 0.5).sum()))  # bottom of the bowl
+    stroke = _bowl_stroke(mask)
     waist = int(h * 0.47)
     out = mask.copy()
     out[: waist - stroke // 2] = 0.0
@@ -118,7 +118,7 @@ def straight_tail_six(mask: np.ndarray) -> np.ndarray:
     plate's 9.)
     """
     h, w = mask.shape
-    stroke = max(1, int((mask[int(h * 0.7):, w // 2] > 0.5).sum()))  # bottom of the bowl
+    stroke = _bowl_stroke(mask)
     middle = np.flatnonzero(mask[int(h * 0.3):, w // 2] > 0.5)  # the bowl's top, at mid-width
     bowl_top = int(h * 0.3) + (int(middle[0]) if len(middle) else int(h * 0.15))
     out = mask.copy()
@@ -127,6 +127,13 @@ def straight_tail_six(mask: np.ndarray) -> np.ndarray:
     cv2.line(out, (stroke // 2, start_y), (int(w * 0.74), stroke // 2), 1.0, stroke,
              cv2.LINE_AA)
     return out
+
+
+def _bowl_stroke(mask: np.ndarray) -> int:
+    """Stroke width of a glyph's lower bowl (3, 6), measured down its middle column: the width
+    the redrawn strokes get, so they match the font's weight."""
+    h, w = mask.shape
+    return max(1, int((mask[int(h * 0.7):, w // 2] > 0.5).sum()))
 
 
 def _font_mask(face: FontFace, char: str, bold: int) -> np.ndarray:
