@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +29,7 @@ from edge_agent.vision.ctc_decode import (
     plate_grammar,
 )
 from edge_agent.vision.onnx_session import check_input_shape, create_session
+from edge_agent.vision.plate_tilt import MIN_ANGLE, level, tilt_angle
 from edge_agent.vision.plate_zoom import zoom_box
 from edge_agent.vision.region_prior import RegionPrior
 
@@ -154,10 +155,14 @@ class CtcPlateReader:
         # is the line above); a read of a mostly sky-blue crop (an EV plate, which never
         # carries a region) loses the region its emblem was read as
         self.region_check = bool(spec.extra.get("region_check", False))
-        # a grammatical read this sure (mean character confidence) gets no second look
+        # a grammatical read whose every character is this sure gets no second look (one
+        # unsure letter in an otherwise sure read is how a misread looks)
         self.sure_confidence = float(spec.extra.get("sure_read", 0.9))  # type: ignore[arg-type]
         # zoom = true: a doubtful read is read again cut to its text (loose crops)
         self.zoom = bool(spec.extra.get("zoom", False)) and not self.keep_aspect
+        # level = true: a read still doubtful after the other looks is read again with the crop
+        # turned level when the plate in it is tilted (edge_agent.vision.plate_tilt)
+        self.level_tilted = bool(spec.extra.get("level", False)) and not self.keep_aspect
         # decode = "plate" | "greedy" | "auto" (plate when the charset is a small plate charset):
         # plate reads the most probable grammatical label sequence when no look's greedy read is
         # a plate (constrain = "fallback") or always (constrain = "always")
@@ -254,6 +259,8 @@ class CtcPlateReader:
             self._look_closer(crops, probs, looks)
         if self.split_two_line:
             self._look_as_two_lines(crops, looks)
+        if self.level_tilted:
+            self._look_level(crops, looks)
         settled = [self._settle(found) for found in looks]
         if self.region_check:
             settled = [look.without_region() if look.region and ev_blue(crop) else look
@@ -261,17 +268,37 @@ class CtcPlateReader:
         return [look.read for look in settled]
 
     def _doubtful(self, found: list[_Look]) -> bool:
-        return max(look.score for look in found) < (True, self.sure_confidence)
+        return not any(look.sure(self.sure_confidence) for look in found)
 
     def _look_closer(self, crops: Sequence[np.ndarray], probs: np.ndarray,
                      looks: list[list[_Look]]) -> None:
         """Re-read doubtful crops cut to their text (plate_zoom)."""
-        boxes = {i: zoom_box(crops[i], probs[i], self.blank)
-                 for i in range(len(crops)) if self._doubtful(looks[i])}
+        self._read_zoomed({i: (crops[i], probs[i]) for i in range(len(crops))
+                           if self._doubtful(looks[i])}, looks)
+
+    def _look_level(self, crops: Sequence[np.ndarray], looks: list[list[_Look]]) -> None:
+        """Re-read doubtful crops of tilted plates turned level, whole and cut to their text
+        (the levelled crop is larger than the crop, so the plate in it is smaller)."""
+        angles = {i: tilt_angle(crops[i]) for i in range(len(crops)) if self._doubtful(looks[i])}
+        levelled = {i: level(crops[i], a) for i, a in angles.items() if abs(a) >= MIN_ANGLE}
+        if not levelled:
+            return
+        batch = np.stack([self._prepare(c, self.width) for c in levelled.values()])
+        probs = self._infer(batch, len(levelled))
+        for i, p in zip(levelled, probs, strict=True):
+            looks[i].append(_Look.greedy(p, self.charset, self.blank))
+        self._read_zoomed({i: (levelled[i], p) for i, p in zip(levelled, probs, strict=True)},
+                          looks)
+
+    def _read_zoomed(self, views: Mapping[int, tuple[np.ndarray, np.ndarray]],
+                     looks: list[list[_Look]]) -> None:
+        """Add to ``looks[i]`` a read of each crop cut to its text; ``views`` maps i to the crop
+        and the [T, C] read of it whole, which says where the text runs (plate_zoom)."""
+        boxes = {i: zoom_box(crop, probs, self.blank) for i, (crop, probs) in views.items()}
         boxes = {i: box for i, box in boxes.items() if box is not None}
         if not boxes:
             return
-        zoomed = [crops[i][y0:y1, x0:x1] for i, (x0, y0, x1, y1) in boxes.items()]
+        zoomed = [views[i][0][y0:y1, x0:x1] for i, (x0, y0, x1, y1) in boxes.items()]
         batch = np.stack([self._prepare(c, self.width) for c in zoomed])
         for i, p in zip(boxes, self._infer(batch, len(zoomed)), strict=True):
             looks[i].append(_Look.greedy(p, self.charset, self.blank))
@@ -311,7 +338,7 @@ class CtcPlateReader:
         decoded: list[_Look] = []
         for look in sorted(found, key=lambda look: look.score, reverse=True):
             decoded.append(self._constrained(look))
-            if decoded[-1].score >= (True, self.sure_confidence):
+            if decoded[-1].sure(self.sure_confidence):
                 break
         return decoded
 
@@ -373,6 +400,10 @@ class _Look:
         """(grammatical plate, mean character confidence): larger is better."""
         confs = self.read[1]
         return self.plate is not None, sum(confs) / len(confs) if confs else 0.0
+
+    def sure(self, threshold: float) -> bool:
+        """Whether the read is a plate and every character of it is at least this confident."""
+        return self.plate is not None and min(self.read[1], default=0.0) >= threshold
 
     def adds_region_to(self, other: _Look) -> bool:
         """Whether this look is a plate reading ``other``'s text with a region in front."""
