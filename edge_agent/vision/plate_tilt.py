@@ -8,7 +8,7 @@ for crops where it did not, and for crops handed to the reader directly. A plate
 (border, frame, the tops and bottoms of its characters) are straight lines, so the length-
 weighted median angle of the long, nearly horizontal lines in the crop says how far it is
 tilted. Canny and a probabilistic Hough transform on the crop shrunk to 96 px take about
-0.4 ms, paid only by reads that are still doubtful after the other looks.
+half a millisecond, paid only by reads that are still doubtful after the other looks.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def tilt_angle(crop_bgr: np.ndarray) -> float:
         gray = cv2.resize(gray, (max(8, round(w * scale)), max(8, round(h * scale))),
                           interpolation=cv2.INTER_AREA)
     h, w = gray.shape[:2]
-    median = float(np.median(gray))  # thresholds follow the crop's exposure
-    edges = cv2.Canny(gray, int(0.66 * median), min(255, int(1.33 * median) + 20))
+    brightness = float(np.median(gray))  # edge thresholds follow the crop's exposure
+    edges = cv2.Canny(gray, int(0.66 * brightness), min(255, int(1.33 * brightness) + 20))
     lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=max(10, w // 6),
                             minLineLength=w * MIN_LINE, maxLineGap=max(2, w // 40))
     if lines is None:
@@ -49,9 +49,9 @@ def tilt_angle(crop_bgr: np.ndarray) -> float:
     angles, lengths = angles[near], lengths[near]
     order = np.argsort(angles)
     cumulative = np.cumsum(lengths[order])
-    median = angles[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
+    median_angle = angles[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
     # the lines that agree with the median, averaged: finer than one line's pixel steps
-    agree = np.abs(angles - median) <= AGREE
+    agree = np.abs(angles - median_angle) <= AGREE
     return float(np.average(angles[agree], weights=lengths[agree]))
 
 
