@@ -108,6 +108,16 @@ def test_empty_crop_is_a_named_error(reader: CtcPlateReader) -> None:
         reader.read(np.zeros((0, 10, 3), np.uint8))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16, np.float64])
+def test_a_crop_that_is_not_8_bit_is_a_named_error(reader: CtcPlateReader, dtype) -> None:
+    """A float or 16-bit crop would be scaled wrong, and its tilt look crashed inside OpenCV."""
+    crop = read_image(shared_path("data/plates/set-a/83라2392-2.jpg")).astype(dtype)
+    with pytest.raises(BadInputError, match="uint8"):
+        reader.read(crop)
+    with pytest.raises(BadInputError, match="uint8"):
+        reader.read_batch([read_image(shared_path("data/plates/set-a/01모3121.jpg")), crop])
+
+
 # Orange construction plates are the hardest style: their lower line alone reads as a whole
 # plate, and the widely spaced region name above it must come from the two-line look.
 _MIN_HITS = {"orange": 10}

@@ -222,6 +222,9 @@ class CtcPlateReader:
     def _prepare(self, crop: np.ndarray, width: int) -> np.ndarray:
         if crop is None or crop.size == 0 or crop.ndim not in (2, 3):
             raise BadInputError("plate crop is empty or not an image; pass a non-empty BGR crop")
+        if crop.dtype != np.uint8:  # scaling and the colour and tilt looks assume 0..255 bytes
+            raise BadInputError(f"plate crop is {crop.dtype}, not 8-bit; pass a uint8 BGR crop "
+                                f"(decoded photos are; convert with cv2.convertScaleAbs)")
         if self.keep_aspect:  # PaddleOCR: keep the aspect ratio, pad on the right
             h, w = crop.shape[:2]
             target = min(width, max(8, math.ceil(self.height * w / h)))
