@@ -2,7 +2,7 @@
 
 Why synthetic: the demo must run on a fresh machine with nothing but the package and its
 bundled plate recogniser, so it draws its own street (textured buildings, kerb, road marks),
-a car, and a Korean plate from edge_agent.synth, writes EXIF time and GPS with piexif, and
+a car, and a Korean plate from gotcha_train.synth, writes EXIF time and GPS with piexif, and
 then does exactly what `gotcha process` does: decode, vision pipeline, lifecycle, store.
 Models that are not on this machine are left out the way the configuration allows: no
 vehicle detector -> whole-frame plate search; no plate detector -> PaddleOCR text detection
@@ -117,7 +117,7 @@ def demo_images(seed: int = 7, moved_px: int = 0) -> tuple[np.ndarray, np.ndarra
     with fresh sensor noise (same spot, same car, a minute later). ``moved_px`` moves the car
     sideways in the second view (for the vehicle-moved case)."""
     try:
-        from edge_agent.synth import render_plate
+        from gotcha_train.synth import render_plate
     except ImportError as exc:  # Pillow draws the Hangul glyphs; it is a dev/train extra
         raise ConfigError(f"gotcha demo draws its plate with Pillow ({exc}); run "
                           "scripts/setup.sh or pip install pillow") from exc

@@ -165,11 +165,6 @@ class Lifecycle:
             self.store.expire_due(s.captured_at, s.device_id)
             return self._decide(s)
 
-    def expire_due(self, now: datetime | None = None) -> list[str]:
-        """Expire every candidate whose window has closed by ``now`` (default: the clock)."""
-        with self.store.transaction():
-            return self.store.expire_due(now or self.clock())
-
     # ------------------------------------------------------------------ internals
     def _time_problem(self, s: Sighting) -> str | None:
         now = self.clock()

@@ -13,7 +13,7 @@ and at run time, where the reader keeps whichever of the one-line and two-line r
 grammar prefers. (A first design that kept two feature rows for CTC did not leave the CTC
 plateau within the CPU budget; a first pass on cleaner crops, --easy-steps, shortens it.) The
 exported weights are a moving average (--ema), which smooths out the last steps' noise. Only
-synthetic plates (edge_agent.synth) are used; the real crops in ../shared/data/plates are the
+synthetic plates (gotcha_train.synth) are used; the real crops in ../shared/data/plates are the
 evaluation set and are never read here.
 """
 
@@ -21,127 +21,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing as mp
 import time
 from pathlib import Path
 
 import numpy as np
 
-from edge_agent.synth import REGIONS, USE_LETTERS, random_sample
-from edge_agent.vision.plate_reader import resize_crop, two_line_view
+from gotcha_train.crnn import build_model, evaluate, export
+from gotcha_train.dataset import (
+    CHARSET,
+    CHUNK,
+    EASY_EVERY,
+    INPUT_W,
+    IndexPool,
+    render_dataset,
+    tokenize,
+)
 
 log = logging.getLogger("train_plate_reader")
-
-INPUT_W, INPUT_H = 144, 48
-CHARSET = list("0123456789") + list(dict.fromkeys(USE_LETTERS)) + list(REGIONS)  # blank = 0
-TOKEN = {t: i + 1 for i, t in enumerate(CHARSET)}
-CHUNK = 2000
-EASY_EVERY = 3  # every third chunk holds cleaner crops (a way off the CTC plateau)
-
-
-def tokenize(text: str) -> list[int]:
-    """Plate text -> class ids, a region name being one token."""
-    ids, i = [], 0
-    while i < len(text):
-        if text[i: i + 2] in TOKEN and len(text[i: i + 2]) == 2:
-            ids.append(TOKEN[text[i: i + 2]])
-            i += 2
-        else:
-            ids.append(TOKEN[text[i]])
-            i += 1
-    return ids
-
-
-def _render_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Crops of one chunk as model inputs: one-line plates HxW, two-line views Hx2W."""
-    seed, chunk, count = args
-    rng = np.random.default_rng([seed, chunk])
-    images = np.zeros((count, INPUT_H, 2 * INPUT_W), np.uint8)
-    texts, two_lines = [], np.zeros(count, bool)
-    for k in range(count):
-        crop, text, two_line = random_sample(rng, easy=chunk % EASY_EVERY == 0)
-        if two_line:
-            images[k] = two_line_view(crop, INPUT_W, INPUT_H, "gray")[..., 0]
-        else:
-            images[k, :, :INPUT_W] = resize_crop(crop, INPUT_W, INPUT_H, "gray")[..., 0]
-        texts.append(text)
-        two_lines[k] = two_line
-    return images, texts, two_lines
-
-
-def render_dataset(seed: int, samples: int, workers: int,
-                   cache: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Render (or load from ``cache``) ``samples`` crops; chunk seeds make it order-independent.
-
-    Returns images [N, H, 2W] (one-line plates fill the left half), texts and two-line flags.
-    """
-    if cache.is_file():
-        data = np.load(cache, allow_pickle=False)
-        if len(data["texts"]) >= samples:
-            log.info("loaded %d rendered crops from %s", samples, cache)
-            return (data["images"][:samples], [str(t) for t in data["texts"][:samples]],
-                    data["two_line"][:samples])
-    start = time.time()
-    chunks = (samples + CHUNK - 1) // CHUNK
-    jobs = [(seed, c, min(CHUNK, samples - c * CHUNK)) for c in range(chunks)]
-    images, texts, flags = [], [], []
-    with mp.Pool(workers) as pool:
-        for i, (imgs, txts, two) in enumerate(pool.imap(_render_chunk, jobs)):
-            images.append(imgs)
-            texts += txts
-            flags.append(two)
-            log.info("rendered %d/%d crops (%.0f s)", (i + 1) * CHUNK, samples, time.time() - start)
-    all_images, all_flags = np.concatenate(images), np.concatenate(flags)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, images=all_images, texts=np.array(texts), two_line=all_flags)
-    log.info("rendered %d crops in %.0f s -> %s", samples, time.time() - start, cache)
-    return all_images, texts, all_flags
-
-
-def build_model(num_classes: int):
-    import torch
-    from torch import nn
-
-    def block(cin: int, cout: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True)]
-
-    class PlateCRNN(nn.Module):
-        """Conv features pooled to 1 row x W/4 columns, read by CTC."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.features = nn.Sequential(
-                *block(1, 16), nn.MaxPool2d(2),
-                *block(16, 32), nn.MaxPool2d(2),
-                *block(32, 64), nn.MaxPool2d((2, 1)),
-                *block(64, 96), *block(96, 96), nn.MaxPool2d((6, 1)),
-                *block(96, 128), nn.Dropout2d(0.1),
-                # context along the row: neighbouring characters disambiguate (a region is
-                # followed by digits, a letter sits between digit runs)
-                nn.Conv2d(128, 128, (1, 5), padding=(0, 2), bias=False), nn.BatchNorm2d(128),
-                nn.ReLU(inplace=True),
-            )
-            self.head = nn.Conv2d(128, num_classes, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            logits = self.head(self.features(x))  # [B, K, 1, T]
-            b, k, _, _ = logits.shape
-            return logits.reshape(b, k, -1).permute(0, 2, 1)  # [B, T, K], T = W / 4
-
-    return PlateCRNN()
-
-
-def greedy(logits: np.ndarray) -> list[list[int]]:
-    out = []
-    for seq in logits.argmax(-1):
-        ids, prev = [], 0
-        for k in seq:
-            if k != prev and k != 0:
-                ids.append(int(k))
-            prev = int(k)
-        out.append(ids)
-    return out
 
 
 def train(args: argparse.Namespace) -> None:
@@ -221,64 +117,6 @@ def train(args: argparse.Namespace) -> None:
                  one, two)
     log.info("training wall-clock: %.0f s for %d steps (rendering excluded)",
              time.time() - start, step)
-
-
-class IndexPool:
-    """Training indices of one input width, walked in epochs of fresh random order."""
-
-    def __init__(self, indices: np.ndarray, width: int, rng: np.random.Generator) -> None:
-        self.indices, self.width, self.rng = indices, width, rng
-        self.order, self.cursor, self.epoch = rng.permutation(indices), 0, 0
-
-    def next_batch(self, size: int) -> np.ndarray:
-        if self.cursor + size > len(self.order):
-            self.order, self.cursor = self.rng.permutation(self.indices), 0
-            self.epoch += 1
-        batch = self.order[self.cursor:self.cursor + size]
-        self.cursor += size
-        return batch
-
-
-def evaluate(model, x_val, labels, two_line: np.ndarray) -> tuple[float, float]:
-    """Greedy exact-match rate on the held-out synthetic crops: one-line, two-line."""
-    import torch
-
-    model.eval()
-    rates = []
-    with torch.no_grad():
-        for flag, width in ((False, INPUT_W), (True, 2 * INPUT_W)):
-            rows = np.flatnonzero(two_line == flag)
-            hits = 0
-            for i in range(0, len(rows), 256):
-                part = rows[i:i + 256]
-                x = (x_val[part, :, :, :width].float() / 255.0 - 0.5) / 0.5
-                preds = greedy(model(x).numpy())
-                hits += sum(pred == labels[j] for pred, j in zip(preds, part, strict=True))
-            rates.append(hits / max(1, len(rows)))
-    return rates[0], rates[1]
-
-
-def export(model, out: Path) -> None:
-    import torch
-
-    class WithSoftmax(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.inner(x).softmax(-1)
-
-    model.eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, 1, INPUT_H, INPUT_W)
-    torch.onnx.export(WithSoftmax(model), dummy, str(out), input_names=["x"],
-                      output_names=["probs"],
-                      dynamic_axes={"x": {0: "n", 3: "w"}, "probs": {0: "n", 1: "t"}},
-                      opset_version=17, dynamo=False)
-    charset_path = out.with_suffix(".charset.txt")
-    charset_path.write_text("\n".join(CHARSET) + "\n", encoding="utf-8")
-    log.info("exported %s (%d bytes) and %s", out, out.stat().st_size, charset_path)
 
 
 def main() -> None:

@@ -351,7 +351,7 @@ def test_synthetic_generator_texts_parse() -> None:
     apart from the never-issued numbers it may draw at random (front 00, serial 0000)."""
     import numpy as np
 
-    from edge_agent.synth.formats import STYLES, random_plate_text
+    from gotcha_train.synth.formats import STYLES, random_plate_text
 
     rng = np.random.default_rng(0)
     for style in STYLES:

@@ -20,7 +20,6 @@ from edge_agent.evaluation.plates import (
     load_labelled_crops,
     read_image,
 )
-from edge_agent.synth import REGIONS, STYLES, random_sample
 from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from edge_agent.vision.plate_reader import (
     CtcPlateReader,
@@ -32,6 +31,7 @@ from edge_agent.vision.plate_reader import (
     resize_crop,
     two_line_view,
 )
+from gotcha_train.synth import REGIONS, STYLES, random_sample
 
 CATALOG = load_catalog(BUNDLED_DIR / "models.toml")
 OURS = CATALOG["gotcha-kr-plate-crnn"]

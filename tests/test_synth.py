@@ -10,7 +10,7 @@ import pytest
 
 from cloud_sync.plate_grammar import parse_plate
 from edge_agent.errors import BadInputError
-from edge_agent.synth import (
+from gotcha_train.synth import (
     REGIONS,
     STYLES,
     add_frame,
@@ -29,8 +29,8 @@ from edge_agent.synth import (
     shadow,
     split_text,
 )
-from edge_agent.synth.fonts import glyph_mask, korean_fonts
-from edge_agent.synth.render import layout
+from gotcha_train.synth.fonts import glyph_mask, korean_fonts
+from gotcha_train.synth.render import layout
 
 TWO_LINE = {"white_old2", "yellow2", "green2", "green2_noregion", "orange"}
 

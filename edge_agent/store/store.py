@@ -176,11 +176,6 @@ class Store:
         return [Sighting.from_row(r) for r in self.db.query(
             "SELECT * FROM sightings WHERE report_id = ? ORDER BY captured_ts, id", (report_id,))]
 
-    def latest_capture_ts(self, device_id: str) -> float | None:
-        row = self.db.execute("SELECT MAX(captured_ts) FROM sightings WHERE device_id = ? "
-                              "AND role != 'unmatched'", (device_id,)).fetchone()
-        return row[0] if row else None
-
     # ----------------------------------------------------------------- reports
     def create_candidate(self, first: Sighting, first_id: int, zone: str,
                          expires_at: datetime) -> str:

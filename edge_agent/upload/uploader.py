@@ -378,12 +378,3 @@ class Uploader:
             log.info("report %s uploaded", report_id)
         result.breaker = self.breaker.state
         return result
-
-    def run(self, stop: threading.Event, interval_s: float = 10.0, limit: int = 50) -> None:
-        """Pass after pass until ``stop`` is set (run it in a named thread)."""
-        while not stop.is_set():
-            result = self.run_pass(limit)
-            wait = interval_s
-            if result.breaker != "closed":
-                wait = max(wait, self.breaker.remaining_s())
-            stop.wait(wait)

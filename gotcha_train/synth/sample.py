@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_agent.synth import degrade
-from edge_agent.synth.formats import STYLES, USE_LETTERS, random_plate_text, split_text
-from edge_agent.synth.render import render_plate_lines
+from gotcha_train.synth import degrade
+from gotcha_train.synth.formats import STYLES, USE_LETTERS, random_plate_text, split_text
+from gotcha_train.synth.render import render_plate_lines
 
 # How often each style is drawn; the common real ones more often, every style present.
 STYLE_WEIGHTS: dict[str, float] = {

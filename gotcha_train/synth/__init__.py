@@ -3,7 +3,7 @@
 Used to train the project's plate recogniser and by ``gotcha demo``; pure numpy/PIL/OpenCV.
 """
 
-from edge_agent.synth.degrade import (
+from gotcha_train.synth.degrade import (
     add_frame,
     blur,
     color_jitter,
@@ -15,9 +15,9 @@ from edge_agent.synth.degrade import (
     place_and_crop,
     shadow,
 )
-from edge_agent.synth.formats import REGIONS, STYLES, USE_LETTERS, random_plate_text, split_text
-from edge_agent.synth.render import render_plate, render_plate_lines
-from edge_agent.synth.sample import random_crop, random_sample, random_style
+from gotcha_train.synth.formats import REGIONS, STYLES, USE_LETTERS, random_plate_text, split_text
+from gotcha_train.synth.render import render_plate, render_plate_lines
+from gotcha_train.synth.sample import random_crop, random_sample, random_style
 
 __all__ = [
     "REGIONS", "STYLES", "USE_LETTERS", "add_frame", "blur", "color_jitter", "dirt", "glare",

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from edge_agent.errors import BadInputError
-from edge_agent.synth.fonts import FontFace, glyph_mask, korean_fonts
-from edge_agent.synth.formats import STYLES, PlateParts, split_text
+from gotcha_train.synth.fonts import FontFace, glyph_mask, korean_fonts
+from gotcha_train.synth.formats import STYLES, PlateParts, split_text
 
 Color = tuple[int, int, int]  # BGR
 

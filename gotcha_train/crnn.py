@@ -1,0 +1,104 @@
+"""The plate reader's network: a small CRNN read by CTC, its greedy check and ONNX export.
+
+Why conv only (about 1.5 MB): one row of features, one frame per 4 input columns, so the
+exported model takes any input width and runs in a few milliseconds on one CPU core.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from gotcha_train.dataset import CHARSET, INPUT_H, INPUT_W
+
+log = logging.getLogger(__name__)
+
+
+def build_model(num_classes: int):
+    import torch
+    from torch import nn
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True)]
+
+    class PlateCRNN(nn.Module):
+        """Conv features pooled to 1 row x W/4 columns, read by CTC."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                *block(1, 16), nn.MaxPool2d(2),
+                *block(16, 32), nn.MaxPool2d(2),
+                *block(32, 64), nn.MaxPool2d((2, 1)),
+                *block(64, 96), *block(96, 96), nn.MaxPool2d((6, 1)),
+                *block(96, 128), nn.Dropout2d(0.1),
+                # context along the row: neighbouring characters disambiguate (a region is
+                # followed by digits, a letter sits between digit runs)
+                nn.Conv2d(128, 128, (1, 5), padding=(0, 2), bias=False), nn.BatchNorm2d(128),
+                nn.ReLU(inplace=True),
+            )
+            self.head = nn.Conv2d(128, num_classes, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = self.head(self.features(x))  # [B, K, 1, T]
+            b, k, _, _ = logits.shape
+            return logits.reshape(b, k, -1).permute(0, 2, 1)  # [B, T, K], T = W / 4
+
+    return PlateCRNN()
+
+
+def greedy(logits: np.ndarray) -> list[list[int]]:
+    out = []
+    for seq in logits.argmax(-1):
+        ids, prev = [], 0
+        for k in seq:
+            if k != prev and k != 0:
+                ids.append(int(k))
+            prev = int(k)
+        out.append(ids)
+    return out
+
+
+def evaluate(model, x_val, labels, two_line: np.ndarray) -> tuple[float, float]:
+    """Greedy exact-match rate on the held-out synthetic crops: one-line, two-line."""
+    import torch
+
+    model.eval()
+    rates = []
+    with torch.no_grad():
+        for flag, width in ((False, INPUT_W), (True, 2 * INPUT_W)):
+            rows = np.flatnonzero(two_line == flag)
+            hits = 0
+            for i in range(0, len(rows), 256):
+                part = rows[i:i + 256]
+                x = (x_val[part, :, :, :width].float() / 255.0 - 0.5) / 0.5
+                preds = greedy(model(x).numpy())
+                hits += sum(pred == labels[j] for pred, j in zip(preds, part, strict=True))
+            rates.append(hits / max(1, len(rows)))
+    return rates[0], rates[1]
+
+
+def export(model, out: Path) -> None:
+    import torch
+
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x).softmax(-1)
+
+    model.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 1, INPUT_H, INPUT_W)
+    torch.onnx.export(WithSoftmax(model), dummy, str(out), input_names=["x"],
+                      output_names=["probs"],
+                      dynamic_axes={"x": {0: "n", 3: "w"}, "probs": {0: "n", 1: "t"}},
+                      opset_version=17, dynamo=False)
+    charset_path = out.with_suffix(".charset.txt")
+    charset_path.write_text("\n".join(CHARSET) + "\n", encoding="utf-8")
+    log.info("exported %s (%d bytes) and %s", out, out.stat().st_size, charset_path)
