@@ -25,9 +25,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -38,6 +36,7 @@ from edge_agent.errors import BadInputError, ConfigError, GotchaError, ModelErro
 from edge_agent.io.photo import Photo
 from edge_agent.lifecycle import Decision
 from edge_agent.reload import ReloadPlan, merged_config, plan_reload
+from edge_agent.run_settings import RunnerSettings
 from edge_agent.store.store import Store, utc_now
 from edge_agent.telemetry.base import Telemetry, make_telemetry
 from edge_agent.upload.uploader import Uploader, UploadSettings
@@ -51,35 +50,6 @@ EVENT_KINDS = {"candidate": "report_candidate", "confirmed": "report_confirmed"}
 EXPIRED_SCAN_LIMIT = 500
 
 SourceItem = tuple[str, Photo | BadInputError]
-
-
-@dataclass(frozen=True)
-class RunnerSettings:
-    """How the device runs (the CLI options of `gotcha run`); the config file says the rest."""
-
-    watch_dir: Path | None = None  # a folder photos are copied into
-    camera: int | str | None = None  # an OpenCV source: device index, URL or GStreamer pipeline
-    frame_interval_s: float = 5.0  # camera: at most one frame per interval is processed
-    poll_s: float = 1.0  # watched folder: seconds between scans
-    settle_s: float = 2.0  # watched folder: a file must be unchanged this long to be read
-    include_existing: bool = False  # watched folder: also process the photos already there
-    upload_every_s: float = 30.0  # seconds between uploader passes (sync_now: at once)
-    maintenance_every_s: float = 30.0  # seconds between expiry/retention sweeps
-    join_timeout_s: float = 30.0  # how long stop waits for each worker to finish
-    config_path: Path | None = None  # the file reload_config re-reads (None: load_config's)
-
-    def __post_init__(self) -> None:
-        if (self.watch_dir is None) == (self.camera is None):
-            raise ConfigError("give exactly one photo source: a folder to watch or a camera")
-        for name in ("frame_interval_s", "poll_s", "upload_every_s", "maintenance_every_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be above 0, got {getattr(self, name)}")
-        if self.settle_s < 0:
-            raise ConfigError(f"settle_s must be 0 or more, got {self.settle_s}")
-
-    @property
-    def source_name(self) -> str:
-        return f"folder:{self.watch_dir}" if self.watch_dir is not None else f"camera:{self.camera}"
 
 
 class DeviceRunner:

@@ -39,7 +39,8 @@ def run(
     """Run the device: take photos from a folder or camera, read plates, confirm reports,
     upload them and report over MQTT (if enabled), until Ctrl-C or SIGTERM. Works with no
     broker and no network: reports wait in the outbox."""
-    from edge_agent.runner import DeviceRunner, RunnerSettings
+    from edge_agent.run_settings import RunnerSettings
+    from edge_agent.runner import DeviceRunner
 
     if (watch is None) == (camera is None):
         error("give exactly one of --watch DIR or --camera SRC")
