@@ -8,7 +8,6 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from cloud_sync.plate_grammar import parse_plate
 from edge_agent.errors import BadInputError
 from edge_agent.synth import (
     REGIONS,
@@ -31,6 +30,7 @@ from edge_agent.synth import (
 )
 from edge_agent.synth.fonts import glyph_mask, korean_fonts
 from edge_agent.synth.render import layout
+from gotcha_contracts.plate_grammar import parse_plate
 
 TWO_LINE = {"white_old2", "yellow2", "green2", "green2_noregion", "orange"}
 
