@@ -1,5 +1,6 @@
-"""Lean cloud code: Lambda handlers, manifest validation, MySQL access.
+"""The cloud side: Lambda handlers, S3 ingest, the promoter and MySQL access.
 
-Also home of the pure-Python contracts the device shares (plate grammar, rules, manifest), so
-they are written once. No numpy/opencv/onnx in here: it must fit a small Lambda zip.
+Only the Lambda code lives here; what it shares with the device (plate grammar and identity,
+rules, manifest) is gotcha_contracts. No numpy/opencv/onnx/pydantic and never edge_agent: it
+must fit a small Lambda zip (docs/design.md, section "Cloud").
 """

@@ -1,7 +1,8 @@
 """Named errors of the cloud code, each with a one-line message saying what to do.
 
-cloud_sync cannot import edge_agent (the Lambda zip holds only this package and pymysql), so
-it has its own small hierarchy; the CLI turns any CloudError into a one-line message.
+cloud_sync cannot import edge_agent (the Lambda zip holds only this package, gotcha_contracts
+and pymysql), so it has its own small hierarchy; the CLI turns any CloudError into a one-line
+message.
 """
 
 

@@ -1,8 +1,9 @@
 """AWS Lambda entry points: ``cloud_sync.handlers.ingest_handler`` and ``promote_handler``.
 
-Lean on purpose (boto3 from the Lambda runtime, pymysql and this package in the zip): no
-numpy, OpenCV, onnxruntime or edge_agent is imported here. The database connection and the
-S3 client live in module globals so a warm Lambda container reuses them between calls.
+Lean on purpose (boto3 from the Lambda runtime; pymysql, gotcha_contracts and this package in
+the zip): no numpy, OpenCV, onnxruntime, pydantic or edge_agent is imported here. The database
+connection and the S3 client live in module globals so a warm Lambda container reuses them
+between calls.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from cloud_sync import db, ingest, promote
 from cloud_sync.config import db_settings_from_env, s3_settings_from_env
-from cloud_sync.rules import DEFAULT_RULES
+from gotcha_contracts.rules import DEFAULT_RULES
 
 log = logging.getLogger(__name__)
 logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))

@@ -32,9 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cloud_sync import db, manifest
+from cloud_sync import db
 from cloud_sync.errors import PhotosNotReadyError
 from cloud_sync.events import S3ObjectEvent, parse_s3_event, s3_event, s3_event_record
+from gotcha_contracts.errors import ManifestError
+from gotcha_contracts.manifest import MAX_MANIFEST_BYTES, Manifest, validate_manifest
+from gotcha_contracts.s3_layout import MANIFEST_NAME, parse_report_key
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def bucket_events(s3: Any, bucket: str, prefix: str = "reports/",
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             key = item["Key"]
-            if not (key.endswith("/" + manifest.MANIFEST_NAME) or key.startswith("raw/")):
+            if not (key.endswith("/" + MANIFEST_NAME) or key.startswith("raw/")):
                 continue
             records.append(s3_event_record(bucket, key, size=item["Size"], etag=item["ETag"],
                                            event_time=item["LastModified"]))
@@ -131,8 +134,8 @@ def ingest_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any) -> Outcome:
     """Ingest one created object; the decision is logged and stored, never silent."""
     if obj.key.startswith("raw/"):
         return _ingest_raw(obj, conn, s3)
-    parsed_key = manifest.parse_report_key(obj.key)
-    if parsed_key is None and obj.key.endswith("/" + manifest.MANIFEST_NAME):
+    parsed_key = parse_report_key(obj.key)
+    if parsed_key is None and obj.key.endswith("/" + MANIFEST_NAME):
         reason = ("manifest key is not reports/{device_id}/{yyyy}/{mm}/{dd}/{report_id}/"
                   "manifest.json")
         _record_rejected(conn, obj, reason, (None, None))
@@ -176,23 +179,23 @@ def _get_manifest_bytes(s3: Any, obj: S3ObjectEvent) -> bytes:
         if _s3_missing(exc):
             raise Rejected("manifest object no longer exists in S3") from None
         raise
-    if response.get("ContentLength", 0) > manifest.MAX_MANIFEST_BYTES:
+    if response.get("ContentLength", 0) > MAX_MANIFEST_BYTES:
         raise Rejected(f"manifest is {response['ContentLength']} bytes, more than the "
-                       f"{manifest.MAX_MANIFEST_BYTES} allowed")
-    return response["Body"].read(manifest.MAX_MANIFEST_BYTES + 1)
+                       f"{MAX_MANIFEST_BYTES} allowed")
+    return response["Body"].read(MAX_MANIFEST_BYTES + 1)
 
 
-def _check_manifest(body: bytes, obj: S3ObjectEvent) -> manifest.Manifest:
+def _check_manifest(body: bytes, obj: S3ObjectEvent) -> Manifest:
     try:
-        report = manifest.validate_manifest(body)
-    except manifest.ManifestError as exc:
+        report = validate_manifest(body)
+    except ManifestError as exc:
         raise Rejected(f"invalid manifest: {exc.reason}") from None
     if obj.key != report.key:
         raise Rejected(f"manifest key does not match its content: expected {report.key}")
     return report
 
 
-def _check_photos(s3: Any, bucket: str, report: manifest.Manifest) -> str | None:
+def _check_photos(s3: Any, bucket: str, report: Manifest) -> str | None:
     """None when every photo is in S3 with its sha256; a reason while one is missing.
 
     validate_manifest already holds photo keys to the report's own folder; a photo whose
@@ -244,7 +247,7 @@ def _peek_ids(body: bytes | None) -> tuple[str | None, str | None]:
 
 # --- rows ---------------------------------------------------------------------------------
 
-def _row(obj: S3ObjectEvent, body: bytes, report: manifest.Manifest,
+def _row(obj: S3ObjectEvent, body: bytes, report: Manifest,
          waiting_reason: str | None) -> dict[str, Any]:
     photos = report.photos
     parsed = report.parsed_plate
@@ -267,7 +270,7 @@ def _row(obj: S3ObjectEvent, body: bytes, report: manifest.Manifest,
     }
 
 
-def _photo_distance(report: manifest.Manifest) -> float:
+def _photo_distance(report: Manifest) -> float:
     """Metres between where the two photos were taken.
 
     gotcha.report/1 carries one location for the report: the device confirmed the two photos

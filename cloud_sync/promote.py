@@ -14,8 +14,10 @@ are found through the (plate, confirmed_at) index of `final`.
 De-duplication: a report is a duplicate when `final` already holds the same plate within
 ``rules.radius_m`` and ``rules.dedup_window_s`` of it; the final that exists wins (finals are
 never swapped, dashboards may already show them), and within one batch the earlier-confirmed
-report is decided first. Rules are checked against when the report reached S3
-(``received_at``), so a promoter running late never pushes a report past its deadline.
+report is decided first. "The same plate" is the exact normalised plate
+(gotcha_contracts.plate_identity.plate_key): tolerating a misread character is the device's
+job, done before it confirmed the report. Rules are checked against when the report reached
+S3 (``received_at``), so a promoter running late never pushes a report past its deadline.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from typing import Any
 import pymysql.cursors
 
 from cloud_sync import db
-from cloud_sync.plate_grammar import explain_reject, parse_plate
-from cloud_sync.rules import DEFAULT_RULES, Rules, haversine_m
+from gotcha_contracts.plate_grammar import explain_reject, parse_plate
+from gotcha_contracts.plate_identity import plate_key
+from gotcha_contracts.rules import DEFAULT_RULES, Rules, haversine_m
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,7 @@ def promote_batch(cur: Cursor, rules: Rules, batch_size: int) -> Counter[str]:
     counts: Counter[str] = Counter()
     if not rows:
         return counts
-    _lock_plates(cur, sorted({row["plate"] for row in rows if row["plate"]}))
+    _lock_plates(cur, sorted({key for row in rows if (key := plate_key(row["plate"] or ""))}))
     now = db.utc_now()
     # Earlier violations first, so within a batch the earlier report becomes the final.
     for row in sorted(rows, key=lambda r: (r["confirmed_at"] or datetime.min, r["id"])):
@@ -172,10 +175,11 @@ def _decide(cur: Cursor, row: dict[str, Any], rules: Rules, now: datetime) -> st
                     "WHERE id = %s", (row["confirmed_at"], row["confirmed_at"], final_id))
         return "duplicate"
     cur.execute(INSERT_FINAL_SQL, (
-        row["report_id"], row["id"], row["device_id"], row["plate"], row["plate_confidence"],
-        row["plate_use"], row["zone"], row["lat"], row["lon"], row["first_seen_at"],
-        row["confirmed_at"], row["scene_score"], row["bucket"], row["manifest_key"],
-        row["photo1_key"], row["photo1_sha256"], row["photo2_key"], row["photo2_sha256"], now))
+        row["report_id"], row["id"], row["device_id"], plate_key(row["plate"]),
+        row["plate_confidence"], row["plate_use"], row["zone"], row["lat"], row["lon"],
+        row["first_seen_at"], row["confirmed_at"], row["scene_score"], row["bucket"],
+        row["manifest_key"], row["photo1_key"], row["photo1_sha256"], row["photo2_key"],
+        row["photo2_sha256"], now))
     cur.execute("UPDATE `temporary` SET status = 'final', final_id = %s, reason = NULL, "
                 "processed_at = %s WHERE id = %s", (cur.lastrowid, now, row["id"]))
     return "final"
@@ -189,7 +193,8 @@ def find_duplicate(cur: Cursor, row: dict[str, Any], rules: Rules
     """
     window = timedelta(seconds=rules.dedup_window_s)
     confirmed = row["confirmed_at"]
-    cur.execute(NEARBY_FINALS_SQL, (row["plate"], confirmed - window, confirmed + window))
+    cur.execute(NEARBY_FINALS_SQL, (plate_key(row["plate"]), confirmed - window,
+                                    confirmed + window))
     for final in cur.fetchall():
         distance = haversine_m((row["lat"], row["lon"]), (final["lat"], final["lon"]))
         if rules.same_spot(distance):

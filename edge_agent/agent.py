@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cloud_sync.rules import DEFAULT_RULES, Rules
 from edge_agent.config import GotchaConfig
 from edge_agent.errors import ConfigError, ModelMissingError
 from edge_agent.lifecycle import Decision, Lifecycle, SceneVerdict
 from edge_agent.results import Box, PlateDetection
 from edge_agent.store.records import Sighting
 from edge_agent.store.store import Clock, Store, utc_now
+from gotcha_contracts.rules import DEFAULT_RULES, Rules
 
 if TYPE_CHECKING:
     from edge_agent.io.photo import Photo
@@ -56,8 +56,8 @@ class MatcherComparer:
 def scene_matcher(config: GotchaConfig) -> SceneMatcher:
     """SCENE's matcher from config; geometry only when the embedding model file is absent.
 
-    DESIGN.md: without an embedding model, geometry alone decides. A model that is present
-    but broken still raises.
+    Without an embedding model, geometry alone decides (docs/design.md, section "Evidence
+    rule"). A model that is present but broken still raises.
     """
     from edge_agent.vision.scene import SceneMatcher
 

@@ -41,7 +41,7 @@ class DeviceConfig(Section):
     timezone: str = Field("Asia/Seoul",
                           description="Zone of EXIF times that carry no OffsetTime.")
     zone: str = Field("sidewalk", description="Enforcement zone this device watches by default "
-                      "(a key of cloud_sync.rules.ZONE_RULES).")
+                      "(a key of gotcha_contracts.rules.ZONE_RULES).")
 
     @model_validator(mode="after")
     def _lat_lon_together(self) -> DeviceConfig:
@@ -104,7 +104,7 @@ class VisionConfig(Section):
 
 
 class RulesConfig(Section):
-    """Device-side overrides of the shared rules in cloud_sync.rules (empty = the defaults)."""
+    """Device-side overrides of the shared gotcha_contracts.rules (empty = the defaults)."""
 
     min_interval_s: dict[str, float] = Field(default_factory=dict,
                                              description="Per-zone minimum interval override.")

@@ -1,4 +1,6 @@
-"""The report lifecycle of DESIGN.md: sighting -> candidate -> confirmed | expired, duplicates.
+"""The report lifecycle: sighting -> candidate -> confirmed | expired, duplicates.
+
+The states and why they exist: docs/design.md, section "Lifecycle".
 
 Every sighting is decided in one SQLite transaction together with its consequences (a new
 candidate, a confirmation and its outbox row, a duplicate count), so a SIGKILL or power cut
@@ -11,8 +13,8 @@ Choices (documented in the report of issue 4):
   confirm it (the cloud de-duplicates across devices).
 * Out-of-order photos: the interval is |t2 - t1| between the two photos' capture times; the
   earlier photo becomes photo 1 (first_seen_at), the later one the confirming photo
-  (confirmed_at), so the evidence times stay honest. check_evidence (cloud_sync.rules) is the
-  last gate: never less than min_interval, never more than max_interval.
+  (confirmed_at), so the evidence times stay honest. check_evidence (gotcha_contracts.rules) is
+  the last gate: never less than min_interval, never more than max_interval.
 * Clock jumps: a capture time in the future (beyond rules.future_tolerance_s of this device's
   clock) or before 2015 (a camera whose clock was reset) makes the sighting ``unmatched``:
   it is kept, but never starts or confirms a report. A jump that stays within those bounds
@@ -22,6 +24,7 @@ Choices (documented in the report of issue 4):
   (confidence < ``low_char_confidence``) while the other is sure (>= ``high_char_confidence``).
   The report keeps the sure read as its plate and the other in plate_alt for the reviewer.
   Two confident different reads are different plates: separate candidates, never one report.
+  The rule itself is gotcha_contracts.plate_identity.same_plate, shared with the cloud.
 * Vehicle moved (scene says vehicle_moved): the old candidate expires ("vehicle moved") and
   the sighting starts a new candidate. A scene mismatch without movement leaves the old
   candidate open and starts a new one.
@@ -37,9 +40,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from cloud_sync.rules import Rules, haversine_m, reporting_deadline
 from edge_agent.store.records import Sighting
 from edge_agent.store.store import Clock, Store, utc_now
+from gotcha_contracts.plate_identity import same_plate
+from gotcha_contracts.rules import Rules, haversine_m, reporting_deadline
 
 log = logging.getLogger(__name__)
 
@@ -113,20 +117,8 @@ def _plate_char_confidences(s: Sighting) -> list[float]:
 def one_char_match(a: Sighting, b: Sighting, low: float,
                    high: float) -> tuple[str, str] | None:
     """(plate to keep, the other read) when ``a`` and ``b`` are one unsure character apart."""
-    if a.plate == b.plate:
-        return a.plate, a.plate
-    if len(a.plate) != len(b.plate):
-        return None
-    diffs = [i for i, (x, y) in enumerate(zip(a.plate, b.plate, strict=True)) if x != y]
-    if len(diffs) != 1:
-        return None
-    i = diffs[0]
-    ca, cb = _plate_char_confidences(a)[i], _plate_char_confidences(b)[i]
-    if ca >= high and cb < low:
-        return a.plate, b.plate
-    if cb >= high and ca < low:
-        return b.plate, a.plate
-    return None
+    return same_plate(a.plate, _plate_char_confidences(a), b.plate, _plate_char_confidences(b),
+                      low, high)
 
 
 class Lifecycle:

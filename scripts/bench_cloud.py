@@ -32,10 +32,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cloud_sync import db, ingest, manifest, promote  # noqa: E402
+from cloud_sync import db, ingest, promote  # noqa: E402
 from cloud_sync.config import DbSettings  # noqa: E402
 from cloud_sync.events import s3_event, s3_event_record  # noqa: E402
-from cloud_sync.plate_grammar import PRIVATE_LETTERS  # noqa: E402
+from gotcha_contracts.manifest_build import build_manifest, manifest_bytes  # noqa: E402
+from gotcha_contracts.plate_grammar import PRIVATE_LETTERS  # noqa: E402
+from gotcha_contracts.s3_layout import manifest_key, photo_keys  # noqa: E402
 
 BUCKET = "gotcha-bench"
 BASE = (37.50, 127.00)
@@ -105,11 +107,11 @@ def upload_manifests(s3, count: int, now: datetime) -> list[dict]:
         report_id = str(uuid.uuid4())
         confirmed = now - timedelta(minutes=10, seconds=i)
         photos = [os.urandom(2048) for _ in range(2)]
-        keys = manifest.photo_keys("dev-bench", confirmed, report_id)
+        keys = photo_keys("dev-bench", confirmed, report_id)
         for key, body in zip(keys, photos, strict=True):
             s3.put_object(Bucket=BUCKET, Key=key, Body=body,
                           Metadata={"sha256": hashlib.sha256(body).hexdigest()})
-        doc = manifest.build_manifest(
+        doc = build_manifest(
             report_id=report_id, device_id="dev-bench", plate=plate(i), plate_confidence=0.9,
             zone="sidewalk", location={"lat": BASE[0], "lon": BASE[1], "accuracy_m": 5.0},
             first_seen_at=confirmed - timedelta(seconds=90), confirmed_at=confirmed,
@@ -120,8 +122,8 @@ def upload_manifests(s3, count: int, now: datetime) -> list[dict]:
                                     strict=True)],
             scene_score=0.9, models={"vehicle_detector": None, "plate_reader": "crnn",
                                      "scene_embedder": None})
-        key = manifest.manifest_key("dev-bench", confirmed, report_id)
-        body = manifest.manifest_bytes(doc)
+        key = manifest_key("dev-bench", confirmed, report_id)
+        body = manifest_bytes(doc)
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         events.append(s3_event([s3_event_record(BUCKET, key, size=len(body),
                                                 etag=hashlib.md5(body).hexdigest())]))

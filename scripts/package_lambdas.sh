@@ -2,7 +2,8 @@
 # Build the two AWS Lambda deployment zips into dist/:
 #   dist/gotcha-ingest.zip   handler cloud_sync.handlers.ingest_handler   (S3 ObjectCreated)
 #   dist/gotcha-promote.zip  handler cloud_sync.handlers.promote_handler  (EventBridge schedule)
-# Each holds only the cloud_sync package and pymysql (pure Python, so any Lambda architecture).
+# Each holds only the cloud_sync package, the gotcha_contracts it shares with the device, and
+# pymysql (all pure Python, so any Lambda architecture); never edge_agent.
 # boto3 is NOT packaged: the Lambda Python runtime ships it. Runtime: python3.11 or newer.
 # Zips are reproducible (fixed timestamps, sorted entries) and must stay under 10 MB.
 #
@@ -25,8 +26,10 @@ cp -r "$PYMYSQL_DIR" "$STAGE/pymysql"
 for info in "$(dirname "$PYMYSQL_DIR")"/[Pp]y[Mm]y[Ss][Qq][Ll]-*.dist-info; do
   [ -d "$info" ] && cp -r "$info" "$STAGE/"
 done
-mkdir -p "$STAGE/cloud_sync"
-cp "$REPO"/cloud_sync/*.py "$STAGE/cloud_sync/"
+for package in cloud_sync gotcha_contracts; do
+  mkdir -p "$STAGE/$package"
+  cp "$REPO/$package"/*.py "$STAGE/$package/"
+done
 find "$STAGE" -name '__pycache__' -type d -prune -exec rm -rf {} +
 
 for name in ingest promote; do

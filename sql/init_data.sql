@@ -1,4 +1,4 @@
--- Enforcement zones and their rules. Mirrors cloud_sync.rules (ZONE_RULES intervals and
+-- Enforcement zones and their rules. Mirrors gotcha_contracts.rules (ZONE_RULES intervals and
 -- descriptions, DEFAULT_RULES.radius_m); tests/test_cloud_schema.py fails when the two
 -- disagree. Re-runnable: an existing row is updated in place (no VALUES() function, which
 -- MySQL 8.0.20+ deprecates).

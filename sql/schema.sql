@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS schema_info (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- Enforcement zones and their rules; rows come from sql/init_data.sql, which mirrors
--- cloud_sync.rules.DEFAULT_RULES (a test checks they agree).
+-- gotcha_contracts.rules.DEFAULT_RULES (a test checks they agree).
 CREATE TABLE IF NOT EXISTS zones (
   zone                 VARCHAR(32)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
   name_ko              VARCHAR(64)  NOT NULL,

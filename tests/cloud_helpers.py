@@ -1,6 +1,6 @@
 """Shared by the cloud tests: device-style reports in S3, the S3 events AWS would send, a DB.
 
-A report here is exactly what a device uploads (cloud_sync.manifest.build_manifest, photo keys
+A report here is exactly what a device uploads (gotcha_contracts.manifest_build, photo keys
 from the shared layout, ``sha256`` object metadata, manifest last); events come from
 cloud_sync.events.s3_event_record, field for field as S3 sends them.
 """
@@ -15,9 +15,12 @@ from typing import Any
 
 import pymysql
 
-from cloud_sync import db, manifest
+from cloud_sync import db
 from cloud_sync.config import DbSettings
 from cloud_sync.events import s3_event, s3_event_record
+from gotcha_contracts.manifest import parse_time
+from gotcha_contracts.manifest_build import build_manifest, manifest_bytes
+from gotcha_contracts.s3_layout import manifest_key, photo_keys
 
 BUCKET = "gotcha-reports"
 SEOUL_CITY_HALL = (37.56647, 126.97796)
@@ -36,13 +39,12 @@ class Report:
 
     @property
     def manifest_key(self) -> str:
-        return manifest.manifest_key(self.doc["device_id"],
-                                     manifest.parse_time(self.doc["confirmed_at"]),
-                                     self.report_id)
+        return manifest_key(self.doc["device_id"], parse_time(self.doc["confirmed_at"]),
+                            self.report_id)
 
     @property
     def manifest_body(self) -> bytes:
-        return manifest.manifest_bytes(self.doc)
+        return manifest_bytes(self.doc)
 
 
 def photo_bytes(seed: str) -> bytes:
@@ -70,13 +72,13 @@ def make_report(*, device_id: str = "dev-01", plate: str = "12가3456", zone: st
               "vehicle_box": [10, 10, 200, 150], "plate_box": [60, 100, 120, 120],
               "scene_embedding": [0.1, 0.2, 0.3]} for b, t in zip(data, (first, confirmed),
                                                                      strict=True)]
-    doc = manifest.build_manifest(
+    doc = build_manifest(
         report_id=report_id, device_id=device_id, plate=plate, plate_confidence=0.93, zone=zone,
         location={"lat": where[0], "lon": where[1], "accuracy_m": 8.0}, first_seen_at=first,
         confirmed_at=confirmed, photos=shots, scene_score=scene_score,
         models={"vehicle_detector": "yolov8n-coco", "plate_reader": "gotcha-kr-plate-crnn",
                 "scene_embedder": None})
-    keys = manifest.photo_keys(device_id, confirmed, report_id)
+    keys = photo_keys(device_id, confirmed, report_id)
     return Report(doc=doc, photos=dict(zip(keys, data, strict=True)))
 
 

@@ -13,12 +13,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cloud_sync.rules import DEFAULT_RULES
 from edge_agent.config import StoreConfig
 from edge_agent.lifecycle import Lifecycle, SceneVerdict
 from edge_agent.results import Box, GeoPoint
 from edge_agent.store.records import Sighting
 from edge_agent.store.store import Store
+from gotcha_contracts.rules import DEFAULT_RULES
 
 T0 = datetime(2026, 11, 26, 1, 0, 0, tzinfo=UTC)
 

@@ -20,13 +20,13 @@ from cloud_helpers import BUCKET, fresh_db, photo_bytes, query, settings
 
 from cloud_sync import db, ingest, promote
 from cloud_sync.events import s3_event, s3_event_record
-from cloud_sync.plate_grammar import PRIVATE_LETTERS, parse_plate
 from edge_agent.config import StoreConfig
 from edge_agent.results import Box, GeoPoint
 from edge_agent.store.records import Sighting
 from edge_agent.store.store import Store
 from edge_agent.upload.object_store import S3ObjectStore, make_s3_client
 from edge_agent.upload.uploader import StoreOutbox, Uploader, UploadSettings
+from gotcha_contracts.plate_grammar import PRIVATE_LETTERS, parse_plate
 
 REPORTS = 500
 OUTAGES = 4

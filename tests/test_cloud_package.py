@@ -26,8 +26,10 @@ def _run_from(unpacked: Path, code: str, env: dict[str, str], *, site: bool) -> 
 
 
 def test_zips_are_small_and_self_contained(tmp_path, mysql_database, moto_s3):
+    # PYTHON: pymysql comes from the environment running the tests (a checkout may have no .venv)
     out = subprocess.run(["bash", str(REPO / "scripts/package_lambdas.sh"), str(tmp_path)],
-                         capture_output=True, text=True, timeout=300, check=True)
+                         capture_output=True, text=True, timeout=300, check=True,
+                         env={**os.environ, "PYTHON": sys.executable})
     sizes = {m[0]: int(m[1]) for m in re.findall(r"(gotcha-\w+\.zip)\s+(\d+) bytes", out.stdout)}
     assert set(sizes) == {"gotcha-ingest.zip", "gotcha-promote.zip"}
     for name, size in sizes.items():
@@ -35,8 +37,11 @@ def test_zips_are_small_and_self_contained(tmp_path, mysql_database, moto_s3):
         assert path.stat().st_size == size < LIMIT
         names = zipfile.ZipFile(path).namelist()
         assert "cloud_sync/handlers.py" in names and "pymysql/__init__.py" in names
+        assert "gotcha_contracts/manifest.py" in names
+        # never edge_agent: the Lambda code shares only gotcha_contracts with the device
         assert not [n for n in names if n.split("/")[0] not in (
-            "cloud_sync", "pymysql") and not n.split("/")[0].lower().startswith("pymysql-")]
+            "cloud_sync", "gotcha_contracts", "pymysql")
+            and not n.split("/")[0].lower().startswith("pymysql-")]
 
     conn = fresh_db(mysql_database)
     s3 = moto_s3.client()
@@ -52,8 +57,9 @@ def test_zips_are_small_and_self_contained(tmp_path, mysql_database, moto_s3):
     ingest_dir = tmp_path / "ingest"
     zipfile.ZipFile(tmp_path / "gotcha-ingest.zip").extractall(ingest_dir)
     # boto3 comes from the Lambda runtime: here, the venv's site-packages stand in for it.
-    code = ("import json, cloud_sync.handlers as h, pymysql; "
+    code = ("import json, cloud_sync.handlers as h, gotcha_contracts as c, pymysql; "
             f"assert h.__file__.startswith({str(ingest_dir)!r}), h.__file__; "
+            f"assert c.__file__.startswith({str(ingest_dir)!r}), c.__file__; "
             f"assert pymysql.__file__.startswith({str(ingest_dir)!r}), pymysql.__file__; "
             f"print(json.dumps(h.ingest_handler(json.loads({json.dumps(json.dumps(event))}), "
             "None)['accepted']))")

@@ -9,7 +9,7 @@ import pytest
 from cloud_helpers import make_report, query, settings, upload
 
 from cloud_sync import db, ingest, promote
-from cloud_sync.rules import DEFAULT_RULES
+from gotcha_contracts.rules import DEFAULT_RULES
 
 
 def ingest_reports(s3, conn, reports):

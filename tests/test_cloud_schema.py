@@ -10,7 +10,7 @@ import pytest
 from cloud_helpers import query, settings
 
 from cloud_sync import db, ingest, promote
-from cloud_sync.rules import DEFAULT_RULES, RESIDENT_REPORT_ZONES, ZONE_RULES, ZONES
+from gotcha_contracts.rules import DEFAULT_RULES, RESIDENT_REPORT_ZONES, ZONE_RULES, ZONES
 
 
 def test_init_db_is_rerunnable_and_keeps_data(conn, mysql_database):

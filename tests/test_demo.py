@@ -9,11 +9,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cloud_sync.manifest import validate_manifest
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from edge_agent.demo import DEMO_PLATE, demo_config, run_demo, write_demo_photos
 from edge_agent.vision.pipeline import VisionPipeline
+from gotcha_contracts.manifest import validate_manifest
 
 GOTCHA = Path(sys.executable).with_name("gotcha")
 

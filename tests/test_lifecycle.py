@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync.rules import DEFAULT_RULES, reporting_deadline
 from edge_agent.config import StoreConfig
 from edge_agent.lifecycle import Lifecycle, SceneVerdict, one_char_match
 from edge_agent.results import Box, GeoPoint
 from edge_agent.store.records import Sighting
 from edge_agent.store.store import Store
+from gotcha_contracts.rules import DEFAULT_RULES, reporting_deadline
 
 T0 = datetime(2026, 11, 26, 1, 0, 0, tzinfo=UTC)  # 10:00 KST, a Thursday
 HERE = GeoPoint(37.5665, 126.9780, 5.0)

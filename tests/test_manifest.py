@@ -9,23 +9,24 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from cloud_sync.manifest import (
-    MANIFEST_NAME,
+from edge_agent.results import Box, GeoPoint
+from gotcha_contracts.errors import ManifestError
+from gotcha_contracts.manifest import (
     MAX_MANIFEST_BYTES,
-    PHOTO_NAMES,
     SCHEMA,
-    ManifestError,
-    build_manifest,
     format_time,
-    manifest_bytes,
-    manifest_key,
-    parse_report_key,
     parse_time,
-    photo_keys,
-    report_prefix,
     validate_manifest,
 )
-from edge_agent.results import Box, GeoPoint
+from gotcha_contracts.manifest_build import build_manifest, manifest_bytes
+from gotcha_contracts.s3_layout import (
+    MANIFEST_NAME,
+    PHOTO_NAMES,
+    manifest_key,
+    parse_report_key,
+    photo_keys,
+    report_prefix,
+)
 
 REPORT_ID = "3f2b8c1e-5a4d-4e8f-9b7a-1c2d3e4f5a6b"
 FIRST = datetime(2026, 11, 25, 23, 58, 30, tzinfo=UTC)

@@ -6,7 +6,8 @@ import unicodedata
 
 import pytest
 
-from cloud_sync.plate_grammar import (
+from edge_agent.vision.plate_text import interpret_read
+from gotcha_contracts.plate_grammar import (
     DIPLOMATIC_PREFIXES,
     FORMATS,
     LETTER_USE,
@@ -16,10 +17,8 @@ from cloud_sync.plate_grammar import (
     explain_reject,
     normalize_plate,
     parse_plate,
-    plate_distance,
     repair_read,
 )
-from edge_agent.vision.plate_text import interpret_read
 
 # text, normalised, region, front, letter, number, use, vehicle_type, two_line, format
 ACCEPTED = [
@@ -271,14 +270,6 @@ def test_repair_keeps_separators_aligned() -> None:
     raw = "12가 34S6"
     text, confs = repair_read(raw, [0.9] * len(raw))
     assert text == "12가 3456" and len(confs) == len(text)
-
-
-@pytest.mark.parametrize(("a", "b", "distance"), [
-    ("12가3456", "12가 3456", 0), ("12가3456", "12가3458", 1), ("12가3456", "123가3456", 1),
-    ("서울12바3456", "12바3456", 2), ("12가3456", "98허7654", 6),
-])
-def test_plate_distance(a: str, b: str, distance: int) -> None:
-    assert plate_distance(a, b) == distance
 
 
 @pytest.mark.parametrize(("raw", "text", "valid", "reason"), [

@@ -14,12 +14,12 @@ from conftest import shared_path
 from pair_helpers import photo_pair, result_for
 from typer.testing import CliRunner
 
-from cloud_sync.manifest import validate_manifest
 from edge_agent.agent import Agent
 from edge_agent.cli import reports
 from edge_agent.config import load_config
 from edge_agent.results import Box
 from edge_agent.store.photos import sha256_hex
+from gotcha_contracts.manifest import validate_manifest
 
 app = typer.Typer()  # only this command group: others' commands cannot break these tests
 reports.register(app)

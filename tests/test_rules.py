@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from cloud_sync.rules import (
+from edge_agent.results import GeoPoint
+from gotcha_contracts.rules import (
     DEFAULT_RULES,
     KST,
     RESIDENT_REPORT_ZONES,
@@ -19,7 +20,6 @@ from cloud_sync.rules import (
     reporting_deadline,
     school_zone_active,
 )
-from edge_agent.results import GeoPoint
 
 # Wednesday 2026-11-25 10:00 KST = 01:00 UTC: a school day, school zone active
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)

@@ -20,7 +20,6 @@ import pytest
 from conftest import free_port, need
 from test_telemetry import Listener, body, forget_device, is_status
 
-from cloud_sync.manifest import validate_manifest
 from edge_agent.config import GotchaConfig, load_config
 from edge_agent.demo import DEMO_PLATE, write_demo_photos
 from edge_agent.errors import ConfigError, ModelError
@@ -28,6 +27,7 @@ from edge_agent.reload import plan_reload
 from edge_agent.run_settings import RunnerSettings
 from edge_agent.runner import DeviceRunner
 from edge_agent.vision.catalog import load_catalog
+from gotcha_contracts.manifest import validate_manifest
 
 FAST = {"poll_s": 0.1, "settle_s": 0.2, "maintenance_every_s": 0.5, "join_timeout_s": 20.0}
 

@@ -8,8 +8,8 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from cloud_sync.plate_grammar import parse_plate
 from edge_agent.errors import BadInputError
+from gotcha_contracts.plate_grammar import parse_plate
 from gotcha_train.synth import (
     REGIONS,
     STYLES,

@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 
-from cloud_sync.manifest import PHOTO_NAMES, parse_report_key, validate_manifest
 from edge_agent.config import StoreConfig, UploadConfig
 from edge_agent.errors import UploadError
 from edge_agent.results import Box, GeoPoint
@@ -34,6 +33,8 @@ from edge_agent.upload.uploader import (
     UploadSettings,
     backoff_delay,
 )
+from gotcha_contracts.manifest import validate_manifest
+from gotcha_contracts.s3_layout import PHOTO_NAMES, parse_report_key
 
 MODELS = {"vehicle_detector": "yolov8n-coco", "plate_reader": "gotcha-kr-plate-crnn",
           "scene_embedder": None}

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cloud_sync.rules import KST
 from edge_agent.cli.common import EXIT_OK, EXIT_SOME_FAILED, ConfigOption, cli_errors, get_config
+from gotcha_contracts.rules import KST
 
 
 def demo(

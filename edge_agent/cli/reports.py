@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from cloud_sync.rules import KST
 from edge_agent.cli.common import ConfigOption, JsonOption, cli_errors, get_config
 from edge_agent.store.records import REPORT_STATES, Report
 from edge_agent.store.store import Store
+from gotcha_contracts.rules import KST
 
 reports_app = typer.Typer(help="List, show and export the reports in the device store.",
                           no_args_is_help=True)

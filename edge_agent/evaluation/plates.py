@@ -88,7 +88,7 @@ def edit_distance(a: str, b: str) -> int:
 
 def plate_format(text: str) -> str:
     """Format key of a label (ParsedPlate.format); 'unparsed' when it does not parse."""
-    from cloud_sync.plate_grammar import parse_plate
+    from gotcha_contracts.plate_grammar import parse_plate
 
     parsed = parse_plate(text)
     return parsed.format if parsed is not None else "unparsed"

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloud_sync.manifest import build_manifest, manifest_bytes, report_prefix
 from edge_agent.errors import BadInputError, StoreError
 from edge_agent.results import GeoPoint
 from edge_agent.store.records import Report, Sighting
 from edge_agent.store.store import Store
+from gotcha_contracts.manifest_build import build_manifest, manifest_bytes
+from gotcha_contracts.s3_layout import report_prefix
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cloud_sync.rules import KST
 from edge_agent.errors import StoreError
 from edge_agent.store.bundle import ReportBundle, report_bundle
 from edge_agent.store.db import store_error
 from edge_agent.store.store import Store
+from gotcha_contracts.rules import KST
 
 log = logging.getLogger(__name__)
 

@@ -20,18 +20,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar
 
-from cloud_sync.manifest import (
-    MANIFEST_NAME,
-    PHOTO_NAMES,
-    ManifestError,
-    build_manifest,
-    manifest_bytes,
-    report_prefix,
-)
 from edge_agent.errors import BadInputError, StoreError, UploadError
 from edge_agent.results import Box, GeoPoint
 from edge_agent.upload.object_store import ObjectStore, TransientStoreError, sha256_hex
 from edge_agent.upload.privacy import Redactor, to_upload_jpeg
+from gotcha_contracts.errors import ManifestError
+from gotcha_contracts.manifest_build import build_manifest, manifest_bytes
+from gotcha_contracts.s3_layout import MANIFEST_NAME, PHOTO_NAMES, report_prefix
 
 log = logging.getLogger(__name__)
 

@@ -94,11 +94,11 @@ def plate_grammar(charset: Sequence[str]) -> CtcGrammar:
     """The automaton of a Korean plate over ``charset``'s tokens.
 
     ``[region]? front L N N N N`` where the front is 3 digits starting 1-9, or 2 digits other
-    than 00 (the issued ranges of cloud_sync.plate_grammar); L is a use-letter. The serial 0000
-    is not excluded (it would double the serial slots for a case the grammar check still
-    catches). Raises ModelError when the charset lacks digits or use-letters.
+    than 00 (the issued ranges of gotcha_contracts.plate_grammar); L is a use-letter. The
+    serial 0000 is not excluded (it would double the serial slots for a case the grammar check
+    still catches). Raises ModelError when the charset lacks digits or use-letters.
     """
-    from cloud_sync.plate_grammar import LETTER_USE, REGIONS
+    from gotcha_contracts.plate_grammar import LETTER_USE, REGIONS
 
     index = {tok: i for i, tok in enumerate(charset) if tok}
     digits = [index.get(str(d)) for d in range(10)]

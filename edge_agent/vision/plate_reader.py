@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from cloud_sync.plate_grammar import ParsedPlate, parse_plate
 from edge_agent.errors import BadInputError, ModelError
 from edge_agent.vision.catalog import ModelSpec, verify_file
 from edge_agent.vision.ctc_decode import (
@@ -32,6 +31,7 @@ from edge_agent.vision.onnx_session import check_input_shape, create_session
 from edge_agent.vision.plate_tilt import MIN_ANGLE, level, tilt_angle
 from edge_agent.vision.plate_zoom import zoom_box
 from edge_agent.vision.region_prior import RegionPrior
+from gotcha_contracts.plate_grammar import ParsedPlate, parse_plate
 
 log = logging.getLogger(__name__)
 

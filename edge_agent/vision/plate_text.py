@@ -1,16 +1,16 @@
 """From the recogniser's raw text to a PlateRead: repair look-alikes, parse, say why not.
 
-Why a separate adapter: the grammar lives in cloud_sync (shared with the cloud, which must not
-import the device package); this is the one place the device turns a raw read into its result
-type.
+Why a separate adapter: the grammar lives in gotcha_contracts (shared with the cloud, which
+must not import the device package); this is the one place the device turns a raw read into
+its result type.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cloud_sync.plate_grammar import explain_reject, parse_plate, repair_read
 from edge_agent.results import PlateRead
+from gotcha_contracts.plate_grammar import explain_reject, parse_plate, repair_read
 
 
 def interpret_read(raw: str, confidences: Sequence[float]) -> PlateRead:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cloud_sync.plate_grammar import REGIONS
+from gotcha_contracts.plate_grammar import REGIONS
 
 # Registered motor vehicles by province, millions, rounded; about the end of 2023 (MOLIT
 # registration statistics: 25.9 million in all; Seoul 3.19, Sejong 0.20, Daejeon 0.72; the

@@ -527,9 +527,9 @@ class SceneMatcher:
 
 
 def _shared_threshold() -> float:
-    """The scene threshold written once in cloud_sync.rules, shared with the cloud."""
+    """The scene threshold written once in gotcha_contracts.rules, shared with the cloud."""
     try:
-        from cloud_sync.rules import DEFAULT_RULES
+        from gotcha_contracts.rules import DEFAULT_RULES
     except ImportError:  # the shared rules module is not there yet in a partial checkout
         return DEFAULT_THRESHOLD
     return float(DEFAULT_RULES.scene_threshold)

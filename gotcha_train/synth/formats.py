@@ -1,6 +1,6 @@
 """Korean plate formats: which text each style carries, and how that text splits into parts.
 
-Facts (DESIGN.md "Korean plates"): optional region, 2 or 3 digits, one Hangul use-letter,
+Facts (docs/design.md, "Korean plates"): optional region, 2 or 3 digits, one Hangul use-letter,
 4 digits. The style decides colours and layout; the text decides the characters.
 """
 

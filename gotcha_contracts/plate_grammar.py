@@ -1,13 +1,14 @@
 """The Korean plate grammar: which texts are plates, what they say, and why a read is rejected.
 
 Why here and pure: the device decides whether a read may become a report candidate and the
-cloud re-checks every manifest, so both must apply the very same grammar (DESIGN.md "Korean
-plates"). A plate is an optional region (older and commercial plates, often two-line), 2 or 3
-front digits (3 since September 2019), one Hangul use-letter and a 4-digit serial; diplomatic
-and similar plates are a two-syllable prefix and 6 digits (``외교 001-075``).
+cloud re-checks every manifest, so both must apply the very same grammar (docs/design.md,
+section "Korean plates"). A plate is an optional region (older and commercial plates, often
+two-line), 2 or 3 front digits (3 since September 2019), one Hangul use-letter and a 4-digit
+serial; diplomatic and similar plates are a two-syllable prefix and 6 digits (``외교 001-075``).
 
 Public surface: :func:`parse_plate`, :func:`explain_reject`, :func:`repair_read`,
-:func:`normalize_plate`, :func:`plate_distance` and the :class:`ParsedPlate` result.
+:func:`normalize_plate` and the :class:`ParsedPlate` result. Whether two reads are the same
+plate is :mod:`gotcha_contracts.plate_identity`.
 """
 
 from __future__ import annotations
@@ -248,20 +249,3 @@ def repair_read(raw: str, confidences: Sequence[float]) -> tuple[str, tuple[floa
         return raw, confidences
     return repaired, confidences
 
-
-def plate_distance(a: str, b: str) -> int:
-    """Edit distance between two plates' normalised texts (raw texts when they do not parse).
-
-    Why: one photo may read 12가3456 and the next 12가3458; the lifecycle uses this to treat
-    one character off as the same vehicle when the other evidence agrees.
-    """
-    a = normalize_plate(a) or a
-    b = normalize_plate(b) or b
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]

@@ -2,10 +2,10 @@
 
 Why pure and here: a report the device confirms must be one the cloud would confirm too, so
 intervals, radius, scene threshold, windows and the reporting deadline live in one module with
-no heavy imports (it ships in the Lambda zip). Facts (DESIGN.md "The evidence rule"): two
-photos of the vehicle from the same spot, at least 1 minute apart in the six resident-report
-zones (5 minutes elsewhere, by local rule), reported by 24:00 the next day; the school zone
-counts on weekdays 08:00-20:00.
+no heavy imports (it ships on the device and in the Lambda zip). Facts (docs/design.md,
+section "Evidence rule"): two photos of the vehicle from the same spot, at least 1 minute apart
+in the six resident-report zones (5 minutes elsewhere, by local rule), reported by 24:00 the
+next day; the school zone counts on weekdays 08:00-20:00.
 """
 
 from __future__ import annotations

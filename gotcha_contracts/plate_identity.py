@@ -1,0 +1,49 @@
+"""When two reads name the same plate: written once, for the device and the cloud.
+
+Why here: the device merges two photos of one vehicle into one report and the cloud merges two
+reports of one violation; both must mean the same thing by "the same plate" (docs/design.md,
+sections "Lifecycle" and "Cloud"). Identity is the normalised plate text (:func:`plate_key`);
+the device also accepts one misread character (:func:`same_plate`), the cloud does not (a
+report's plate was settled on the device, so the cloud de-duplicates on :func:`plate_key`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gotcha_contracts.plate_grammar import normalize_plate
+
+
+def plate_key(text: str) -> str | None:
+    """The plate's identity: its normalised text (``"서울12가3456"``); None if not a plate."""
+    return normalize_plate(text)
+
+
+def same_plate(a: str, a_confs: Sequence[float], b: str, b_confs: Sequence[float],
+               low: float, high: float) -> tuple[str, str] | None:
+    """(plate to keep, the other read) when ``a`` and ``b`` are the same plate, else None.
+
+    ``a`` and ``b`` are normalised, grammar-valid plates; ``a_confs`` and ``b_confs`` hold one
+    confidence per character of them. Equal plates match. Otherwise they match only when they
+    have the same length and differ in exactly one position where one read is unsure
+    (< ``low``) and the other sure (>= ``high``): the sure read is kept. Two confident
+    different reads are two plates. A text that is not a normalised plate matches nothing.
+    """
+    if plate_key(a) != a or plate_key(b) != b:
+        return None
+    if a == b:
+        return a, a
+    if len(a) != len(b):
+        return None
+    if len(a_confs) != len(a) or len(b_confs) != len(b):
+        raise ValueError(f"need one confidence per plate character: {a!r} has {len(a_confs)}, "
+                         f"{b!r} has {len(b_confs)}")
+    diffs = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diffs) != 1:
+        return None
+    ca, cb = a_confs[diffs[0]], b_confs[diffs[0]]
+    if ca >= high and cb < low:
+        return a, b
+    if cb >= high and ca < low:
+        return b, a
+    return None
