@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.plates.recogniser import resize_crop, two_line_view
 from edge_agent.synth import REGIONS, USE_LETTERS, random_sample
-from edge_agent.vision.plate_reader import resize_crop, two_line_view
 
 log = logging.getLogger("train_plate_reader")
 

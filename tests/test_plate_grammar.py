@@ -19,7 +19,7 @@ from cloud_sync.plate_grammar import (
     plate_distance,
     repair_read,
 )
-from edge_agent.vision.plate_text import interpret_read
+from edge_agent.plates.text import interpret_read
 
 # text, normalised, region, front, letter, number, use, vehicle_type, two_line, format
 ACCEPTED = [

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from reader_helpers import with_and_without
 
+from edge_agent.plates.recogniser import CtcPlateReader
+from edge_agent.plates.zoom import text_columns, text_rows, zoom_box
 from edge_agent.synth import degrade, render_plate
-from edge_agent.vision.plate_reader import CtcPlateReader
-from edge_agent.vision.plate_zoom import text_columns, text_rows, zoom_box
 
 
 def _probs(frames: int, text_frames: range, classes: int = 5) -> np.ndarray:

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from edge_agent.config import load_config
+from edge_agent.plates.recogniser import CtcPlateReader
 from edge_agent.synth import random_sample
 from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
-from edge_agent.vision.plate_reader import CtcPlateReader
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_plate_reader.py"
 OURS = load_catalog(BUNDLED_DIR / "models.toml")["gotcha-kr-plate-crnn"]
