@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edge_agent.config import load_config
-from edge_agent.vision.plate_reader import CtcPlateReader
+from edge_agent.plates.recogniser import CtcPlateReader
 
 
 def with_and_without(look: str) -> tuple[CtcPlateReader, CtcPlateReader]:

@@ -12,14 +12,14 @@ from conftest import need, shared_path
 
 from edge_agent.config import load_config
 from edge_agent.evaluation.plates import load_labelled_crops, read_image
-from edge_agent.vision.ctc_decode import (
+from edge_agent.plates.ctc_decode import (
     CtcGrammar,
     constrained_decode,
     greedy_decode,
     merge_blank_runs,
     plate_grammar,
 )
-from edge_agent.vision.plate_reader import CtcPlateReader
+from edge_agent.plates.recogniser import CtcPlateReader
 
 CHARSET = ["", *"0123456789", *"가나다바", "서울", "부산"]
 BLANK = 0

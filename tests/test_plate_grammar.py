@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from edge_agent.vision.plate_text import interpret_read
+from edge_agent.plates.text import interpret_read
 from gotcha_contracts.plate_grammar import (
     DIPLOMATIC_PREFIXES,
     FORMATS,

@@ -20,8 +20,7 @@ from edge_agent.evaluation.plates import (
     load_labelled_crops,
     read_image,
 )
-from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
-from edge_agent.vision.plate_reader import (
+from edge_agent.plates.recogniser import (
     CtcPlateReader,
     _Look,
     ctc_greedy_decode,
@@ -31,6 +30,7 @@ from edge_agent.vision.plate_reader import (
     resize_crop,
     two_line_view,
 )
+from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from gotcha_train.synth import REGIONS, STYLES, random_sample
 
 CATALOG = load_catalog(BUNDLED_DIR / "models.toml")

@@ -8,8 +8,8 @@ from conftest import shared_path
 from reader_helpers import with_and_without
 
 from edge_agent.evaluation.plates import read_image
-from edge_agent.vision.plate_reader import CtcPlateReader
-from edge_agent.vision.plate_tilt import MIN_ANGLE, level, tilt_angle
+from edge_agent.plates.recogniser import CtcPlateReader
+from edge_agent.plates.tilt import MIN_ANGLE, level, tilt_angle
 from gotcha_train.synth import degrade, random_plate_text, render_plate
 
 STYLES = ("white7", "white8", "yellow_new", "rental", "blue_ev")

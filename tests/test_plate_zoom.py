@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from reader_helpers import with_and_without
 
-from edge_agent.vision.plate_reader import CtcPlateReader
-from edge_agent.vision.plate_zoom import text_columns, text_rows, zoom_box
+from edge_agent.plates.recogniser import CtcPlateReader
+from edge_agent.plates.zoom import text_columns, text_rows, zoom_box
 from gotcha_train.synth import degrade, render_plate
 
 

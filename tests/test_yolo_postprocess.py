@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_agent.plates.deskew import deskew_plate, find_plate_quad
+from edge_agent.plates.locate import tiles
 from edge_agent.results import Box
 from edge_agent.vision import yolo
-from edge_agent.vision.deskew import deskew_plate, find_plate_quad
-from edge_agent.vision.plate_locator import tiles
 from edge_agent.vision.text_detector import (
     TextRegion,
     db_input_size,
@@ -210,7 +210,7 @@ def test_tiles_cover_the_frame() -> None:
 
 
 def test_text_plate_quad_follows_the_tilt() -> None:
-    from edge_agent.vision.plate_locator import text_plate_quad
+    from edge_agent.plates.locate import text_plate_quad
 
     line = cv2.boxPoints(((150.0, 100.0), (160.0, 30.0), -35.0))  # a text line tilted 35 deg
     quad = text_plate_quad(line, 400, 300)

@@ -69,7 +69,7 @@ def plates(
                                          "(1 = one core, as on a small device; 0 = all).")] = 1,
 ) -> None:
     """Exact-match and character accuracy, per plate format, ms per plate, and the misreads."""
-    from edge_agent.vision.plate_reader import CtcPlateReader
+    from edge_agent.plates.recogniser import CtcPlateReader
 
     cfg = get_config(config)
     with cli_errors():

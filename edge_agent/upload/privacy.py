@@ -186,7 +186,7 @@ class DetectingRedactor:
         upload = config.upload  # type: ignore[attr-defined]
         if not (upload.blur_people or upload.blur_other_plates):
             return None
-        from edge_agent.vision.plate_locator import PlateLocator
+        from edge_agent.plates.locate import PlateLocator
         from edge_agent.vision.vehicle_detector import VehicleDetector
 
         detector = VehicleDetector.from_config(config)  # type: ignore[arg-type]

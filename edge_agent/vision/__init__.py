@@ -1,1 +1,1 @@
-"""Vision: ONNX sessions, vehicle detection, plate location, plate reading, scene signatures."""
+"""Vision: ONNX sessions, vehicle detection, text detection, scene signatures."""

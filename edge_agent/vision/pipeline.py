@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_agent.config import GotchaConfig
+from edge_agent.plates.locate import LocatedPlate, PlateLocator
 from edge_agent.results import PhotoResult, PlateDetection, PlateRead
-from edge_agent.vision.plate_locator import LocatedPlate, PlateLocator
 from edge_agent.vision.vehicle_detector import VehicleDetector
 from edge_agent.vision.yolo_model import InferenceClock
 
@@ -73,7 +73,7 @@ class VisionPipeline:
         locator = PlateLocator.from_config(config)
         reader = None
         if with_reader:
-            from edge_agent.vision.plate_reader import CtcPlateReader
+            from edge_agent.plates.recogniser import CtcPlateReader
 
             reader = CtcPlateReader.from_config(config)
         return cls(config, detector, locator, reader)
@@ -130,7 +130,7 @@ class VisionPipeline:
     def _read(self, located: list[LocatedPlate]) -> list[PlateRead | None]:
         if self.reader is None or not located:
             return [None] * len(located)
-        from edge_agent.vision.plate_text import interpret_read
+        from edge_agent.plates.text import interpret_read
 
         raw = self.reader.read_batch([p.crop for p in located])
         return [interpret_read(text, conf) for text, conf in raw]

@@ -18,10 +18,10 @@ import numpy as np
 
 from edge_agent.config import GotchaConfig
 from edge_agent.errors import ModelError
+from edge_agent.plates.deskew import deskew_plate, warp_quad
 from edge_agent.results import Box, Vehicle
 from edge_agent.vision import yolo
 from edge_agent.vision.catalog import get_spec, load_catalog
-from edge_agent.vision.deskew import deskew_plate, warp_quad
 from edge_agent.vision.text_detector import TextDetector, group_plate_candidates, order_quad
 from edge_agent.vision.yolo_model import InferenceClock, YoloModel
 

@@ -20,17 +20,17 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_agent.errors import BadInputError, ModelError
-from edge_agent.vision.catalog import ModelSpec, verify_file
-from edge_agent.vision.ctc_decode import (
+from edge_agent.plates.ctc_decode import (
     CtcGrammar,
     constrained_decode,
     greedy_decode,
     plate_grammar,
 )
+from edge_agent.plates.region_prior import RegionPrior
+from edge_agent.plates.tilt import MIN_ANGLE, level, tilt_angle
+from edge_agent.plates.zoom import zoom_box
+from edge_agent.vision.catalog import ModelSpec, verify_file
 from edge_agent.vision.onnx_session import check_input_shape, create_session
-from edge_agent.vision.plate_tilt import MIN_ANGLE, level, tilt_angle
-from edge_agent.vision.plate_zoom import zoom_box
-from edge_agent.vision.region_prior import RegionPrior
 from gotcha_contracts.plate_grammar import ParsedPlate, parse_plate
 
 log = logging.getLogger(__name__)
