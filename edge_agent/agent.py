@@ -105,7 +105,10 @@ class Agent:
         used = {**used, "scene_embedder": matcher.model_id}
         try:
             lifecycle = Lifecycle(store, rules_from_config(config), config.device.zone,
-                                  MatcherComparer(matcher), clock=clock, models=used)
+                                  MatcherComparer(matcher), clock=clock,
+                                  low_char_confidence=config.plates.one_char_unsure,
+                                  high_char_confidence=config.plates.one_char_sure,
+                                  models=used)
         except ValueError as exc:
             store.close()
             raise ConfigError(f"device.zone: {exc}") from exc
@@ -124,7 +127,7 @@ class Agent:
         """Grammar-valid reads sure enough to be evidence. Why a confidence floor: decoding
         constrained by the grammar always yields a well-formed plate, even from a blurred one,
         so well-formed alone is no proof the plate was read."""
-        floor = self.config.vision.min_plate_confidence
+        floor = self.config.plates.evidence_floor
         plates = []
         for plate in result.plates:
             read = plate.read

@@ -21,6 +21,8 @@ from edge_agent.errors import ConfigError
 ENV_PREFIX = "GOTCHA_"
 DEFAULT_CONFIG_PATH = Path("gotcha.toml")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: keys that were renamed: a config still using the old name is told the new one
+MOVED_KEYS = {"vision.min_plate_confidence": "plates.evidence_floor"}
 
 
 class Section(BaseModel):
@@ -79,9 +81,6 @@ class VisionConfig(Section):
     vehicle_score: float = Field(0.30, gt=0, lt=1, description="Minimum vehicle score.")
     vehicle_nms_iou: float = Field(0.50, gt=0, lt=1, description="NMS IoU for vehicles.")
     plate_score: float = Field(0.25, gt=0, lt=1, description="Minimum plate-detector score.")
-    min_plate_confidence: float = Field(0.5, ge=0, lt=1, description="A plate read is evidence "
-                                        "only if its weakest character is at least this sure; "
-                                        "less sure reads are shown but never recorded.")
     min_vehicle_px: int = Field(32, ge=1, description="Ignore vehicles smaller than this "
                                 "(shorter side, pixels).")
     max_image_pixels: int = Field(100_000_000, ge=1_000_000,
@@ -101,6 +100,32 @@ class VisionConfig(Section):
                                       "nothing in the whole frame.")
     text_detector: str = Field("ppocrv4-det", description="models.toml id of the text detector "
                                "used without a plate detector or as its fallback.")
+
+
+class PlatesConfig(Section):
+    """How sure a plate read must be, in one place: for the reader's closer looks, for a read to
+    be evidence, and for two reads one character apart to be one plate. Each value is the
+    confidence of a single character (a region name's applies to both of its characters)."""
+
+    sure_read: float = Field(0.9, ge=0, le=1, description="A read that is a plate and whose "
+                             "every character is at least this sure gets no closer look (cut to "
+                             "its text, split in two lines, turned level); one unsure letter in "
+                             "an otherwise sure read is how a misread looks.")
+    evidence_floor: float = Field(0.5, ge=0, le=1, description="A plate read is evidence only "
+                                  "if its weakest character is at least this sure; less sure "
+                                  "reads are shown but never recorded.")
+    one_char_unsure: float = Field(0.6, ge=0, le=1, description="Two reads one character apart "
+                                   "are the same plate only if that character is below this in "
+                                   "one read ...")
+    one_char_sure: float = Field(0.8, ge=0, le=1, description="... and at least this in the "
+                                 "other; the report keeps the sure read.")
+
+    @model_validator(mode="after")
+    def _unsure_below_sure(self) -> PlatesConfig:
+        if not self.one_char_unsure < self.one_char_sure:
+            raise ValueError(f"plates.one_char_unsure ({self.one_char_unsure}) must be below "
+                             f"plates.one_char_sure ({self.one_char_sure})")
+        return self
 
 
 class RulesConfig(Section):
@@ -168,6 +193,7 @@ class GotchaConfig(Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
+    plates: PlatesConfig = Field(default_factory=PlatesConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     upload: UploadConfig = Field(default_factory=UploadConfig)
@@ -209,6 +235,12 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe(error: ValidationError, origin: str) -> str:
+    for problem in error.errors():
+        key = ".".join(str(p) for p in problem["loc"])
+        if problem["type"] == "extra_forbidden" and key in MOVED_KEYS:
+            new = MOVED_KEYS[key]
+            env = "GOTCHA_" + new.upper().replace(".", "__")
+            return (f"{origin}: '{key}' is now '{new}'; rename it (in the environment: {env})")
     first = error.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":

@@ -21,7 +21,10 @@ Choices (documented in the report of issue 4):
   yields an interval over max_interval, which never confirms.
 * One character off: two reads are the same plate only if both are grammar-valid, have the
   same length, differ in exactly one position, and at that position one read is unsure
-  (confidence < ``low_char_confidence``) while the other is sure (>= ``high_char_confidence``).
+  (confidence < ``low_char_confidence``) while the other is sure (>= ``high_char_confidence``;
+  config plates.one_char_unsure / plates.one_char_sure). Each character has its own
+  confidence, derived by the reader (edge_agent.plates.text): both characters of a region name
+  share the region token's.
   The report keeps the sure read as its plate and the other in plate_alt for the reviewer.
   Two confident different reads are different plates: separate candidates, never one report.
   The rule itself is gotcha_contracts.plate_identity.same_plate, shared with the cloud.
@@ -35,11 +38,11 @@ Choices (documented in the report of issue 4):
 from __future__ import annotations
 
 import logging
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
+from edge_agent.config import PlatesConfig
 from edge_agent.store.records import Sighting
 from edge_agent.store.store import Clock, Store, utc_now
 from gotcha_contracts.plate_identity import same_plate
@@ -98,20 +101,18 @@ class _Outcome:
 _PREFERENCE = {"confirm": 0, "too_early": 1, "evidence": 2, "mismatch": 3, "moved": 4}
 
 
+_PLATES = PlatesConfig()  # the one-character-off defaults, from the config's [plates]
+
+
 def _plate_char_confidences(s: Sighting) -> list[float]:
-    """Per-character confidence of the normalised plate, aligned through the raw read."""
-    raw = unicodedata.normalize("NFC", s.plate_raw)
-    confs = list(s.char_confidences)
-    out: list[float] = []
-    j = 0
-    for ch in s.plate:
-        while j < len(raw) and raw[j] != ch:
-            j += 1
-        if j >= len(raw) or j >= len(confs):
-            return [s.plate_confidence] * len(s.plate)  # cannot align: assume the weakest
-        out.append(confs[j])
-        j += 1
-    return out
+    """Per-character confidence of the normalised plate, as stored with the sighting.
+
+    A row recorded before sightings stored one confidence per character (it has one per
+    recogniser token, and a region name is one token) gives every character the weakest.
+    """
+    if len(s.char_confidences) == len(s.plate):
+        return list(s.char_confidences)
+    return [s.plate_confidence] * len(s.plate)
 
 
 def one_char_match(a: Sighting, b: Sighting, low: float,
@@ -125,8 +126,9 @@ class Lifecycle:
     """Decides each sighting against this device's open reports; one transaction per sighting."""
 
     def __init__(self, store: Store, rules: Rules, zone: str, scene: SceneComparer,
-                 clock: Clock = utc_now, low_char_confidence: float = 0.6,
-                 high_char_confidence: float = 0.8,
+                 clock: Clock = utc_now,
+                 low_char_confidence: float = _PLATES.one_char_unsure,
+                 high_char_confidence: float = _PLATES.one_char_sure,
                  models: dict[str, str | None] | None = None) -> None:
         rules.min_interval(zone)  # raises ValueError for an unknown zone, at start
         self.store = store

@@ -86,14 +86,53 @@ class Vehicle:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenRead:
+    """What a CTC recogniser read: its tokens in order and one confidence per token.
+
+    A token is one class of the model: a digit, a letter, or a whole region name such as 서울,
+    so a token's confidence may stand for several characters.
+    """
+
+    tokens: tuple[str, ...]
+    confidences: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) != len(self.confidences):
+            raise ValueError(f"TokenRead needs one confidence per token, got {len(self.tokens)} "
+                             f"tokens and {len(self.confidences)} confidences")
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+
+@dataclass(frozen=True, slots=True)
 class PlateRead:
-    """A plate's text as the recogniser read it, before and after the grammar."""
+    """A plate's text as the recogniser read it, before and after the grammar.
+
+    ``tokens`` and ``token_confidences`` are the recogniser's own (``raw_text`` is the tokens
+    joined); ``char_confidences`` has one value per character of ``text`` for a plate, else
+    per character of ``raw_text`` (derived once, by edge_agent.plates.text).
+    """
 
     raw_text: str
     char_confidences: tuple[float, ...]
     text: str | None = None  # normalised plate if the grammar accepted it
     valid: bool = False
     reject_reason: str | None = None
+    tokens: tuple[str, ...] = ()
+    token_confidences: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) != len(self.token_confidences):
+            raise ValueError(f"PlateRead needs one confidence per token, got {len(self.tokens)} "
+                             f"tokens and {len(self.token_confidences)} confidences")
+        if self.tokens and "".join(self.tokens) != self.raw_text:
+            raise ValueError(f"PlateRead tokens {self.tokens} do not spell {self.raw_text!r}")
+        chars = self.text if self.valid and self.text is not None else self.raw_text
+        if len(self.char_confidences) != len(chars):
+            raise ValueError(f"PlateRead needs one confidence per character of {chars!r}, got "
+                             f"{len(self.char_confidences)}")
 
     @property
     def confidence(self) -> float:
@@ -153,6 +192,8 @@ def _plate_dict(plate: PlateDetection) -> dict[str, object]:
             "valid": read.valid,
             "confidence": round(read.confidence, 3),
             "char_confidences": [round(c, 3) for c in read.char_confidences],
+            "tokens": list(read.tokens),
+            "token_confidences": [round(c, 3) for c in read.token_confidences],
             "reject_reason": read.reject_reason,
         },
     }

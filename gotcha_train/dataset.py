@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.plates.recogniser import resize_crop, two_line_view
+from edge_agent.plates.looks import two_line_view
+from edge_agent.plates.recogniser import resize_crop
 from gotcha_train.synth import REGIONS, USE_LETTERS, random_sample
 
 log = logging.getLogger(__name__)

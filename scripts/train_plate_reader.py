@@ -8,7 +8,7 @@ Reproduce the committed model (fixed seed, the numbers are in models/models.toml
 Why this design: a small CRNN (conv only, ~1.5 MB) reading one row of features with CTC, one
 frame per 4 input columns, so the exported model takes any input width. One-line plates are
 read at 144x48. Two-line plates (region and digits above letter and number) are split, and
-each line is resized to 144x48 and laid side by side (plate_reader.two_line_view), in training
+each line is resized to 144x48 and laid side by side (plates.looks.two_line_view), in training
 and at run time, where the reader keeps whichever of the one-line and two-line reads the plate
 grammar prefers. (A first design that kept two feature rows for CTC did not leave the CTC
 plateau within the CPU budget; a first pass on cleaner crops, --easy-steps, shortens it.) The

@@ -1,4 +1,4 @@
-"""Only plate reads sure enough to be evidence become sightings (vision.min_plate_confidence)."""
+"""Only plate reads sure enough to be evidence become sightings (plates.evidence_floor)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from edge_agent.results import Box
 def test_unsure_reads_are_never_recorded(tmp_path: Path, models_dir: Path) -> None:
     env = {"GOTCHA_STORE__PATH": str(tmp_path / "g.db"),
            "GOTCHA_STORE__PHOTO_DIR": str(tmp_path / "photos"),
-           "GOTCHA_MODEL_DIR": str(models_dir), "GOTCHA_VISION__MIN_PLATE_CONFIDENCE": "0.5"}
+           "GOTCHA_MODEL_DIR": str(models_dir), "GOTCHA_PLATES__EVIDENCE_FLOOR": "0.5"}
     config = load_config(None, environ=env)
     source = shared_path("data/scenes/korea-a/4vehicles.jpg")
     a, b = photo_pair(source, config, datetime.now(UTC) - timedelta(minutes=10), 75)

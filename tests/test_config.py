@@ -46,6 +46,10 @@ def test_toml_and_environment_override(tmp_path: Path) -> None:
         ("", {"GOTCHA_MQTT__PORT": "http"}, "'mqtt.port': 'http'"),
         ('[mqtt]\nusername = "u"\n', {}, "GOTCHA_MQTT__PASSWORD"),
         ("[device\n", {}, "is not valid TOML"),
+        ("[plates]\nevidence_floor = 1.5\n", {}, "'plates.evidence_floor': 1.5"),
+        ("", {"GOTCHA_PLATES__SURE_READ": "-0.1"}, "'plates.sure_read': -0.1"),
+        ("[plates]\none_char_unsure = 0.8\none_char_sure = 0.8\n", {},
+         "plates.one_char_unsure (0.8) must be below plates.one_char_sure (0.8)"),
     ],
 )
 def test_mistakes_name_the_key_and_value(
@@ -62,3 +66,30 @@ def test_mistakes_name_the_key_and_value(
 def test_missing_config_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_plate_thresholds_are_one_section(tmp_path: Path) -> None:
+    """The reader's second look, the evidence floor and the one-character-off rule."""
+    defaults = load_config(environ={}).plates
+    assert (defaults.sure_read, defaults.evidence_floor) == (0.9, 0.5)
+    assert (defaults.one_char_unsure, defaults.one_char_sure) == (0.6, 0.8)
+    path = tmp_path / "g.toml"
+    path.write_text("[plates]\nevidence_floor = 0.7\none_char_sure = 0.85\n", encoding="utf-8")
+    config = load_config(path, environ={"GOTCHA_PLATES__SURE_READ": "0.95"})
+    assert (config.plates.evidence_floor, config.plates.one_char_sure) == (0.7, 0.85)
+    assert config.plates.sure_read == 0.95
+
+
+@pytest.mark.parametrize(("toml", "environ"), [
+    ("[vision]\nmin_plate_confidence = 0.5\n", {}),
+    ("", {"GOTCHA_VISION__MIN_PLATE_CONFIDENCE": "0.5"}),
+])
+def test_the_old_evidence_floor_key_names_the_new_one(tmp_path: Path, toml: str,
+                                                       environ: dict[str, str]) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text(toml, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=environ)
+    message = str(info.value)
+    assert "'vision.min_plate_confidence' is now 'plates.evidence_floor'" in message
+    assert "GOTCHA_PLATES__EVIDENCE_FLOOR" in message

@@ -19,7 +19,7 @@ from edge_agent.plates.ctc_decode import (
     merge_blank_runs,
     plate_grammar,
 )
-from edge_agent.plates.recogniser import CtcPlateReader
+from edge_agent.plates.reader import KoreanPlateReader
 
 CHARSET = ["", *"0123456789", *"가나다바", "서울", "부산"]
 BLANK = 0
@@ -87,17 +87,17 @@ def test_constrained_decoding(name: str, frames: list, greedy: str, want: str) -
     assert "".join(tokens) == greedy
     got = constrained_decode(probs, CHARSET, BLANK, GRAMMAR)
     assert got is not None
-    text, confs, score = got
-    assert text == want
-    assert len(confs) == len(_tokens(want))
+    tokens, confs, score = got
+    assert tokens == _tokens(want)
+    assert len(confs) == len(tokens)
     assert all(0.0 < c <= 1.0 for c in confs)
     assert score <= 0.0 and np.isfinite(score)
 
 
 def test_confidence_is_the_best_frame_of_each_token() -> None:
     frames = [{"1": 0.6}, {"1": 0.8}, {"-": 0.9}, *_frames("2가345"), {"6": 0.7}, {"6": 0.95}]
-    text, confs, _ = constrained_decode(_probs(frames), CHARSET, BLANK, GRAMMAR)
-    assert text == "12가3456"
+    tokens, confs, _ = constrained_decode(_probs(frames), CHARSET, BLANK, GRAMMAR)
+    assert "".join(tokens) == "12가3456"
     assert confs[0] == pytest.approx(0.8) and confs[-1] == pytest.approx(0.95)
     assert confs[1:-1] == pytest.approx([0.9] * 5)
 
@@ -113,7 +113,7 @@ def test_no_path_when_the_frames_are_too_few() -> None:
     assert constrained_decode(probs, CHARSET, BLANK, GRAMMAR) is None
     # 7 frames are just enough for 7 distinct tokens
     seven = _probs([{t: 0.9} for t in "12가3456"])
-    assert constrained_decode(seven, CHARSET, BLANK, GRAMMAR)[0] == "12가3456"
+    assert "".join(constrained_decode(seven, CHARSET, BLANK, GRAMMAR)[0]) == "12가3456"
 
 
 def test_sure_blank_runs_merge_without_changing_the_read() -> None:
@@ -126,8 +126,8 @@ def test_sure_blank_runs_merge_without_changing_the_read() -> None:
     merged = merge_blank_runs(probs, BLANK)
     assert len(probs) == 38 and len(merged) == 15  # 7 tokens, 8 merged blank runs
     assert merged[0, BLANK] == pytest.approx(0.999 ** 3)
-    text, confs, _ = constrained_decode(probs, CHARSET, BLANK, GRAMMAR)
-    assert text == "11가1111" and confs == pytest.approx([0.9] * 7)
+    tokens, confs, _ = constrained_decode(probs, CHARSET, BLANK, GRAMMAR)
+    assert "".join(tokens) == "11가1111" and confs == pytest.approx([0.9] * 7)
     unsure = _probs([{"-": 0.9}, {"1": 0.9}, {"-": 0.9}])
     assert merge_blank_runs(unsure, BLANK) is unsure  # nothing sure enough to merge
 
@@ -136,7 +136,8 @@ def test_blank_last_charset() -> None:
     charset = [*CHARSET[1:], ""]
     grammar = plate_grammar(charset)
     probs = np.roll(_probs(_frames("서울12가3456")), -1, axis=1)
-    assert constrained_decode(probs, charset, len(charset) - 1, grammar)[0] == "서울12가3456"
+    tokens = constrained_decode(probs, charset, len(charset) - 1, grammar)[0]
+    assert tokens == ["서울", *"12가3456"]
 
 
 def test_constrained_reader_reads_real_crops_at_least_as_well_as_greedy() -> None:
@@ -145,12 +146,12 @@ def test_constrained_reader_reads_real_crops_at_least_as_well_as_greedy() -> Non
     need(len(crops) >= 20, f"expected the real crops, found {len(crops)}")
     config = load_config(None)
     config.models.intra_op_threads = 1
-    reader = CtcPlateReader.from_config(config)
+    reader = KoreanPlateReader.from_config(config)
     assert reader.grammar is not None
     images = [read_image(Path(c.path)) for c in crops]
-    constrained = [reader.read(image)[0] for image in images]
+    constrained = [reader.read(image).text for image in images]
     reader.grammar = None
-    greedy = [reader.read(image)[0] for image in images]
+    greedy = [reader.read(image).text for image in images]
     want = [c.text for c in crops]
     hits = sum(a == b for a, b in zip(constrained, want, strict=True))
     base = sum(a == b for a, b in zip(greedy, want, strict=True))
@@ -180,6 +181,6 @@ def test_viterbi_matches_brute_force_over_all_frame_paths(seed: int) -> None:
         score = float(np.log(probs[np.arange(len(probs)), path]).sum())
         if score > best and _accepts(grammar, labels):
             best, best_text = score, "".join(charset[k] for k in labels)
-    text, confs, score = constrained_decode(probs, charset, 0, grammar)
+    tokens, confs, score = constrained_decode(probs, charset, 0, grammar)
     assert score == pytest.approx(best)
-    assert text == best_text and len(confs) == len(text)
+    assert "".join(tokens) == best_text and len(confs) == len(tokens)

@@ -16,6 +16,7 @@ import pytest
 
 from edge_agent.config import StoreConfig
 from edge_agent.lifecycle import Lifecycle, SceneVerdict, one_char_match
+from edge_agent.plates.text import interpret_read
 from edge_agent.results import Box, GeoPoint
 from edge_agent.store.records import Sighting
 from edge_agent.store.store import Store
@@ -226,6 +227,70 @@ def test_one_char_rule_table() -> None:
                           0.6, 0.8) is None  # both unsure: no read to trust
     assert one_char_match(s("12가3456", sure), s("12가3478", (0.3,) * 7), 0.6, 0.8) is None
     assert one_char_match(s("12가3456", sure), s("123가3456", (0.3,) * 8), 0.6, 0.8) is None
+
+
+def _read(tokens: tuple[str, ...], confs: tuple[float, ...]) -> tuple[str, tuple[float, ...]]:
+    """(plate, per-character confidences) as the reader derives them from its tokens."""
+    read = interpret_read(tokens, confs)
+    assert read.valid and read.text is not None
+    return read.text, read.char_confidences
+
+
+def test_region_plate_unsure_letter_and_another_sure_digit_are_two_reports(
+        world: World) -> None:
+    """서울12가3456 with one unsure letter, then 서울12가3457, whose differing last digit both
+    reads are sure of: two plates. The region name is one token, so lining the token
+    confidences up character by character ran off the end and gave every character the weakest
+    value, and the two merged into one report."""
+    plate, confs = _read(("서울", *"12가3456"), (0.97, 0.97, 0.97, 0.55, 0.97, 0.97, 0.97, 0.97))
+    other, sure = _read(("서울", *"12가3457"), (0.97,) * 8)
+    first = world.see(0, plate=plate, confs=confs)
+    second = world.see(70, plate=other, confs=sure)
+    assert second.action == "candidate" and second.report_id != first.report_id
+    assert "confirmed" not in world.states().values()
+
+
+def test_region_plate_one_unsure_digit_off_confirms_with_the_sure_read(world: World) -> None:
+    plate, sure = _read(("서울", *"12가3456"), (0.97,) * 8)
+    other, unsure_last = _read(("서울", *"12가3458"), (0.97,) * 7 + (0.55,))
+    first = world.see(0, plate=plate, confs=sure)
+    second = world.see(70, plate=other, confs=unsure_last)
+    assert (second.action, second.report_id) == ("confirmed", first.report_id)
+    report = world.store.report(first.report_id)  # type: ignore[arg-type]
+    assert (report.plate, report.plate_alt) == ("서울12가3456", "서울12가3458")
+
+
+def test_one_char_rule_with_and_without_a_region() -> None:
+    def s(tokens: tuple[str, ...], confs: tuple[float, ...]) -> Sighting:
+        plate, per_char = _read(tokens, confs)
+        return Sighting("d", "a" * 64, T0, plate, plate, per_char, Box(0, 0, 1, 1), HERE)
+
+    sure = (0.95,) * 8
+    # the region token's confidence is each of its characters': 경남 unsure vs 경북 sure
+    assert one_char_match(s(("경남", *"12가3456"), (0.5, *sure[1:])),
+                          s(("경북", *"12가3456"), sure), 0.6, 0.8) == \
+        ("경북12가3456", "경남12가3456")
+    # unsure letter, but the reads differ in a digit both are sure of
+    assert one_char_match(s(("서울", *"12가3456"), (0.95, 0.95, 0.95, 0.5, *sure[4:])),
+                          s(("서울", *"12가3457"), sure), 0.6, 0.8) is None
+    assert one_char_match(s(tuple("12가3456"), (0.95, 0.95, 0.5, *sure[3:7])),
+                          s(tuple("12가3457"), sure[:7]), 0.6, 0.8) is None
+    assert one_char_match(s(tuple("12가3456"), sure[:7]),
+                          s(tuple("12가3457"), (0.95,) * 6 + (0.5,)), 0.6, 0.8) == \
+        ("12가3456", "12가3457")
+    # a region read on one photo and missed on the other: different lengths, different plates
+    assert one_char_match(s(("서울", *"12가3456"), sure),
+                          s(tuple("12가3456"), sure[:7]), 0.6, 0.8) is None
+
+
+def test_rows_recorded_with_one_confidence_per_token_count_as_their_weakest() -> None:
+    """Sightings stored before one confidence per character have one per token (a region name
+    one): such a list does not line up with the plate, so every character gets the weakest."""
+    old = Sighting("d", "a" * 64, T0, "서울12가3456", "서울12가3456",
+                   (0.97, 0.97, 0.97, 0.55, 0.97, 0.97, 0.97, 0.97), Box(0, 0, 1, 1), HERE)
+    plate, sure = _read(("서울", *"12가3457"), (0.97,) * 8)
+    new = Sighting("d", "a" * 64, T0, plate, plate, sure, Box(0, 0, 1, 1), HERE)
+    assert one_char_match(new, old, 0.6, 0.8) == ("서울12가3457", "서울12가3456")
 
 
 def test_vehicle_moved_a_few_metres_starts_a_new_candidate(world: World) -> None:

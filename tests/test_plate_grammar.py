@@ -281,10 +281,11 @@ def test_repair_keeps_separators_aligned() -> None:
 ])
 def test_interpret_read(raw: str, text: str | None, valid: bool, reason: str | None) -> None:
     confidences = [0.9] * len(raw)
-    read = interpret_read(raw, confidences)
-    assert read.raw_text == raw
+    read = interpret_read(raw, confidences)  # a string: one token per character
+    assert read.raw_text == raw and read.tokens == tuple(raw)
     assert read.text == text and read.valid is valid
-    assert read.char_confidences == tuple(confidences)
+    assert read.token_confidences == tuple(confidences)
+    assert read.char_confidences == (0.9,) * len(text or raw)
     if reason is None:
         assert read.reject_reason is None
     else:

@@ -8,7 +8,7 @@ from conftest import shared_path
 from reader_helpers import with_and_without
 
 from edge_agent.evaluation.plates import read_image
-from edge_agent.plates.recogniser import CtcPlateReader
+from edge_agent.plates.reader import KoreanPlateReader
 from edge_agent.plates.tilt import MIN_ANGLE, level, tilt_angle
 from gotcha_train.synth import degrade, random_plate_text, render_plate
 
@@ -53,9 +53,9 @@ def test_levelling_keeps_the_corners_and_levels_the_plate() -> None:
 
 
 @pytest.fixture(scope="module")
-def readers() -> tuple[CtcPlateReader, CtcPlateReader]:
+def readers() -> tuple[KoreanPlateReader, KoreanPlateReader]:
     """Our reader with and without the levelled look."""
-    return with_and_without("level_tilted")
+    return with_and_without("level")
 
 
 def test_the_levelled_look_reads_plates_tilted_12_to_25_degrees(readers) -> None:
@@ -67,8 +67,8 @@ def test_the_levelled_look_reads_plates_tilted_12_to_25_degrees(readers) -> None
     for i in range(30):
         angle = float(rng.uniform(12, 25)) * (1 if rng.random() < 0.5 else -1)
         crop, text = _tilted(rng, STYLES[i % len(STYLES)], angle)
-        hits["level"] += with_level.read(crop)[0] == text
-        hits["plain"] += without.read(crop)[0] == text
+        hits["level"] += with_level.read(crop).text == text
+        hits["plain"] += without.read(crop).text == text
     assert hits["level"] >= 24 and hits["level"] >= hits["plain"] + 12, hits
 
 
@@ -77,16 +77,16 @@ def test_a_real_plate_tilted_23_degrees_reads_right(readers) -> None:
     with_level, _ = readers
     crop = read_image(shared_path("data/plates/set-a/83라2392-2.jpg"))
     assert tilt_angle(crop) == pytest.approx(-23.0, abs=3.0)
-    assert with_level.read(crop)[0] == "83라2392"
+    assert with_level.read(crop).text == "83라2392"
 
 
-def _inferences(reader: CtcPlateReader, crop: np.ndarray) -> tuple[str, int]:
+def _inferences(reader: KoreanPlateReader, crop: np.ndarray) -> tuple[str, int]:
     """The read of ``crop`` and how many times the model ran for it."""
     calls: list[int] = []
     session_run = reader.session.run
     reader.session.run = lambda *args: calls.append(1) or session_run(*args)  # type: ignore[method-assign]
     try:
-        return reader.read(crop)[0], len(calls)
+        return reader.read(crop).text, len(calls)
     finally:
         reader.session.run = session_run  # type: ignore[method-assign]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from reader_helpers import with_and_without
 
-from edge_agent.plates.recogniser import CtcPlateReader
+from edge_agent.plates.reader import KoreanPlateReader
 from edge_agent.plates.zoom import text_columns, text_rows, zoom_box
 from gotcha_train.synth import degrade, render_plate
 
@@ -61,7 +61,7 @@ def test_no_zoom_for_a_tight_crop_or_an_empty_read() -> None:
 
 
 @pytest.fixture(scope="module")
-def readers() -> tuple[CtcPlateReader, CtcPlateReader]:
+def readers() -> tuple[KoreanPlateReader, KoreanPlateReader]:
     """Our reader with and without the closer look."""
     return with_and_without("zoom")
 
@@ -77,6 +77,6 @@ def test_closer_look_reads_more_small_plates_in_loose_crops(readers) -> None:
         text = f"{rng.integers(10, 99)}가{rng.integers(1000, 9999)}"
         plate = render_plate(text, "white7", rng, height=int(rng.integers(36, 48)))
         scene = degrade.place_and_crop(plate, rng, loose=float(rng.uniform(2.0, 3.0)), warp=0.03)
-        hits["zoom"] += with_zoom.read(scene)[0] == text
-        hits["plain"] += without.read(scene)[0] == text
+        hits["zoom"] += with_zoom.read(scene).text == text
+        hits["plain"] += without.read(scene).text == text
     assert hits["zoom"] >= 24 and hits["zoom"] >= hits["plain"] + 6, hits

@@ -12,9 +12,10 @@ from conftest import shared_path
 from edge_agent.config import load_config
 from edge_agent.errors import ModelError
 from edge_agent.evaluation.plates import evaluate_readers, load_labelled_crops
-from edge_agent.plates.recogniser import CtcPlateReader
+from edge_agent.plates.reader import KoreanPlateReader
 from edge_agent.plates.region_prior import REGISTERED_MILLIONS, RegionPrior
 from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
+from gotcha_contracts.plate_grammar import REGIONS
 
 CHARSET = ["", *"0123456789", "가", "서울", "세종", "경기"]
 OURS = load_catalog(BUNDLED_DIR / "models.toml")["gotcha-kr-plate-crnn"]
@@ -47,7 +48,7 @@ def test_an_unknown_prior_is_a_model_error() -> None:
     config = load_config(None)
     bad = replace(OURS, extra={**OURS.extra, "region_prior": "census"})
     with pytest.raises(ModelError, match="region_prior"):
-        CtcPlateReader.from_spec(bad, OURS.resolve(config.models.dir), config)
+        KoreanPlateReader.from_spec(bad, OURS.resolve(config.models.dir), config)
 
 
 def test_real_regional_plates_read_better_with_the_prior() -> None:
@@ -61,10 +62,10 @@ def test_real_regional_plates_read_better_with_the_prior() -> None:
     assert len(crops) == 9
     plain_spec = replace(OURS, extra={k: v for k, v in OURS.extra.items() if k != "region_prior"})
     path = OURS.resolve(config.models.dir)
-    with_prior = CtcPlateReader.from_spec(OURS, path, config)
-    without = CtcPlateReader.from_spec(plain_spec, path, config)
-    scores = evaluate_readers({"prior": lambda image: with_prior.read(image)[0],
-                               "plain": lambda image: without.read(image)[0]}, crops)
+    with_prior = KoreanPlateReader.from_spec(OURS, path, config)
+    without = KoreanPlateReader.from_spec(plain_spec, path, config)
+    scores = evaluate_readers({"prior": lambda image: with_prior.read(image).text,
+                               "plain": lambda image: without.read(image).text}, crops)
     prior, plain = scores
     assert prior.exact > plain.exact, (prior.misreads, plain.misreads)
     missed = {m["file"] for m in prior.misreads}

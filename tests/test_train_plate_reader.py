@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edge_agent.config import load_config
-from edge_agent.plates.recogniser import CtcPlateReader
+from edge_agent.plates.reader import KoreanPlateReader
 from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from gotcha_train.synth import random_sample
 
@@ -42,14 +42,15 @@ def test_a_few_steps_give_a_model_the_reader_runs(tmp_path: Path) -> None:
     config = load_config(None)
     config.models.intra_op_threads = 1
     spec = replace(OURS, file=out.name, sha256=None, charset=out.with_suffix(".charset.txt").name)
-    reader = CtcPlateReader.from_spec(spec, out, config)
-    assert reader.dynamic_width and not reader.keep_aspect and reader.split_two_line
+    reader = KoreanPlateReader.from_spec(spec, out, config)
+    model = reader.recogniser
+    assert model.dynamic_width and not model.keep_aspect and reader.options.two_line
     crop, _, _ = random_sample(np.random.default_rng(1), "green2")
-    one_line = reader._infer(reader._prepare(crop, reader.width)[None], 1)
-    two_line = reader._infer(reader._two_line_input(crop)[None], 1)
+    one_line = model.infer(model.prepare(crop, model.width)[None], 1)
+    two_line = model.infer(reader.two_line_input(crop)[None], 1)
     assert one_line.shape[1] == 36 and two_line.shape[1] == 72  # a frame per 4 columns
-    _, confs = reader.read(crop)  # four steps read nothing yet, but the whole path runs
-    assert all(0.0 <= c <= 1.0 for c in confs)
+    read = reader.read(crop)  # four steps read nothing yet, but the whole path runs
+    assert all(0.0 <= c <= 1.0 for c in read.confidences)
 
 
 @pytest.mark.parametrize("decay", ["1.0", "-0.5"])

@@ -69,14 +69,14 @@ def plates(
                                          "(1 = one core, as on a small device; 0 = all).")] = 1,
 ) -> None:
     """Exact-match and character accuracy, per plate format, ms per plate, and the misreads."""
-    from edge_agent.plates.recogniser import CtcPlateReader
+    from edge_agent.plates.reader import KoreanPlateReader
 
     cfg = get_config(config)
     with cli_errors():
         cfg.models.intra_op_threads = threads
         crops = load_labelled_crops(dirs)
-        reader = CtcPlateReader.from_config(cfg, model)
-        readers = {reader.spec.id: lambda image: reader.read(image)[0]}
+        reader = KoreanPlateReader.from_config(cfg, model)
+        readers = {reader.spec.id: lambda image: reader.read(image).text}
         if peer:
             tiny = TinyLprPeer(peer_dir, threads=max(1, threads))
             readers[tiny.name] = tiny.read

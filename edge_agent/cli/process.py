@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
                             doc["lifecycle"] = hook.to_dicts(outcome.path)
                         collected.append(doc)
                     elif outcome.result is not None:
-                        lines = format_outcome(outcome, cfg.vision.min_plate_confidence)
+                        lines = format_outcome(outcome, cfg.plates.evidence_floor)
                         typer.echo("\n".join(lines + (hook.lines(outcome.path) if hook else [])))
             finally:
                 if hook is not None:

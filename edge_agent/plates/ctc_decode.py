@@ -135,10 +135,10 @@ def plate_grammar(charset: Sequence[str]) -> CtcGrammar:
 
 
 def constrained_decode(probs: np.ndarray, charset: Sequence[str], blank: int,
-                       grammar: CtcGrammar) -> tuple[str, list[float], float] | None:
+                       grammar: CtcGrammar) -> tuple[list[str], list[float], float] | None:
     """The most probable CTC label sequence accepted by ``grammar`` (Viterbi, max-product).
 
-    Returns (text, per-token confidence, log score of the best frame path) or None when no
+    Returns (tokens, per-token confidence, log score of the best frame path) or None when no
     path fits (too few frames). A token's confidence is the largest probability of its class
     over the frames the best path spends on it.
     """
@@ -190,7 +190,7 @@ def constrained_decode(probs: np.ndarray, charset: Sequence[str], blank: int,
 
 def _backtrack(emit: np.ndarray, rest: np.ndarray, lead: np.ndarray, probs: np.ndarray,
                charset: Sequence[str], grammar: CtcGrammar, slot: int, cls: int,
-               on_token: bool) -> tuple[str, list[float]]:
+               on_token: bool) -> Decoded:
     """Walk the stored Viterbi scores back from the last frame; tokens in reading order."""
     tokens: list[str] = []
     confs: list[float] = []
@@ -224,4 +224,4 @@ def _backtrack(emit: np.ndarray, rest: np.ndarray, lead: np.ndarray, probs: np.n
     if slot >= 0:  # the first token started at frame 0 or after the leading blanks
         tokens.append(charset[cls])
         confs.append(conf)
-    return "".join(reversed(tokens)), confs[::-1]
+    return tokens[::-1], confs[::-1]

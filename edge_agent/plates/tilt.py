@@ -3,7 +3,7 @@
 Why: the reader was trained on plates sheared by a few degrees at most. A camera that rolls, a
 plate on a slope or a car parked across the kerb gives plates tilted by 10-25 degrees, whose
 characters the recogniser then misreads (83라2392 as 83호2312). The plate locator already
-warps a plate straight when it finds the plate's outline (edge_agent.vision.deskew); this is
+warps a plate straight when it finds the plate's outline (edge_agent.plates.deskew); this is
 for crops where it did not, and for crops handed to the reader directly. A plate's long edges
 (border, frame, the tops and bottoms of its characters) are straight lines, so the length-
 weighted median angle of the long, nearly horizontal lines in the crop says how far it is

@@ -44,7 +44,7 @@ class Sighting:
     captured_at: datetime
     plate: str  # normalised by the plate grammar
     plate_raw: str
-    char_confidences: tuple[float, ...]
+    char_confidences: tuple[float, ...]  # one per character of plate (PlateRead's)
     plate_box: Box
     location: GeoPoint | None
     vehicle_box: Box | None = None

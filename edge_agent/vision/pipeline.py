@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_agent.config import GotchaConfig
 from edge_agent.plates.locate import LocatedPlate, PlateLocator
-from edge_agent.results import PhotoResult, PlateDetection, PlateRead
+from edge_agent.results import PhotoResult, PlateDetection, PlateRead, TokenRead
 from edge_agent.vision.vehicle_detector import VehicleDetector
 from edge_agent.vision.yolo_model import InferenceClock
 
@@ -26,7 +26,7 @@ STAGES = ("decode", "vehicle", "plate_locate", "plate_read", "total")
 
 
 class PlateReader(Protocol):
-    def read_batch(self, crops: list[np.ndarray]) -> list[tuple[str, tuple[float, ...]]]: ...
+    def read_batch(self, crops: list[np.ndarray]) -> list[TokenRead]: ...
 
 
 class TimedSession:
@@ -73,9 +73,9 @@ class VisionPipeline:
         locator = PlateLocator.from_config(config)
         reader = None
         if with_reader:
-            from edge_agent.plates.recogniser import CtcPlateReader
+            from edge_agent.plates.reader import KoreanPlateReader
 
-            reader = CtcPlateReader.from_config(config)
+            reader = KoreanPlateReader.from_config(config)
         return cls(config, detector, locator, reader)
 
     def clocks(self) -> dict[str, float]:
@@ -133,4 +133,4 @@ class VisionPipeline:
         from edge_agent.plates.text import interpret_read
 
         raw = self.reader.read_batch([p.crop for p in located])
-        return [interpret_read(text, conf) for text, conf in raw]
+        return [interpret_read(read.tokens, read.confidences) for read in raw]
