@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from cloud_sync.plate_grammar import ParsedPlate, parse_plate
 
 from edge_agent.plates.colour import mostly_orange
 from edge_agent.plates.recogniser import resize_crop
 from edge_agent.plates.tilt import MIN_ANGLE, level, tilt_angle
 from edge_agent.plates.zoom import zoom_box
 from edge_agent.results import TokenRead
+from gotcha_contracts.plate_grammar import ParsedPlate, parse_plate
 
 
 @dataclass(frozen=True, eq=False)
