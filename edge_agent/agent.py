@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent.config import GotchaConfig
+from edge_agent.detections import Detections
 from edge_agent.errors import ConfigError, ModelMissingError
 from edge_agent.lifecycle import Decision, Lifecycle, SceneVerdict
 from edge_agent.results import Box, PlateDetection
@@ -73,14 +74,15 @@ def vehicle_box_for(plate: PlateDetection, vehicles: list, size: tuple[int, int]
 
     Why: the scene signature masks the vehicle out of the background and checks it stayed put.
     A Korean plate is 52 cm wide on a car about 1.8 m wide and 1.5 m tall, so the car spans
-    about 3.4 plate widths across and rises about 2.2 plate widths above its plate.
+    about 3.4 plate widths across and rises about 2.2 plate widths above its plate's centre:
+    a plate-wide square at that centre grown 1.2 plate widths to each side, 1.7 up, 0.2 down.
     """
     if plate.vehicle_index is not None and 0 <= plate.vehicle_index < len(vehicles):
         return vehicles[plate.vehicle_index].box
-    b = plate.box
-    cx, cy = b.center
-    return Box(cx - 1.7 * b.width, cy - 2.2 * b.width, cx + 1.7 * b.width,
-               cy + 0.7 * b.width).clip(*size)
+    cx, cy = plate.box.center
+    half = plate.box.width / 2
+    square = Box(cx - half, cy - half, cx + half, cy + half)
+    return Detections.from_boxes([square]).grow(1.2, (1.7, 0.2), *size).box(0)
 
 
 class Agent:

@@ -54,8 +54,10 @@ def test_people_are_found_but_never_reported_as_vehicles(models_dir: Path) -> No
     config = _config(models_dir)
     detector = VehicleDetector.from_config(config)
     photo = _photo("20200814000665_0.jpg", config)  # a dump truck, an excavator, a person
-    vehicles, people = detector.detect_all(photo.image)
+    found = detector.detect_all(photo.image)
+    vehicles, people = found.vehicles, found.people
     assert people, "the person by the truck was not found"
+    assert not found.turned
     assert "person" not in {v.label for v in vehicles}
     assert any(v.label == "truck" for v in vehicles)
     assert len(detector.detect_people(photo.image)) == len(people)

@@ -91,8 +91,8 @@ def test_decode_ultralytics_round_trip(classes: int) -> None:
                                               (20, 20, 10, 10, 0, 0.1)])  # below threshold
     found = yolo.postprocess(out, "yolov8", lb, (320, 320), 0.25, 0.5)
     assert len(found) == 1
-    np.testing.assert_allclose(found.boxes[0], [x1, y1, x2, y2], atol=2.0)
-    assert found.scores[0] == pytest.approx(0.9) and found.classes[0] == cls
+    np.testing.assert_allclose(found.xyxy[0], [x1, y1, x2, y2], atol=2.0)
+    assert found.scores[0] == pytest.approx(0.9) and found.class_ids[0] == cls
 
 
 def test_decode_ultralytics_class_filter() -> None:
@@ -118,10 +118,10 @@ def test_decode_yolox_grid() -> None:
     image = np.zeros((416, 416, 3), np.uint8)
     _, lb = yolo.letterbox(image, size, "topleft")
     found = yolo.postprocess(out, "yolox", lb, size, 0.3, 0.5, class_ids=(2, 3, 5, 7))
-    assert len(found) == 1 and found.classes[0] == 2
+    assert len(found) == 1 and found.class_ids[0] == 2
     assert found.scores[0] == pytest.approx(0.72)
     cx, cy = 10.5 * 16, 5.25 * 16
-    np.testing.assert_allclose(found.boxes[0], [cx - 32, cy - 16, cx + 32, cy + 16], atol=1e-3)
+    np.testing.assert_allclose(found.xyxy[0], [cx - 32, cy - 16, cx + 32, cy + 16], atol=1e-3)
 
 
 def test_decode_shape_errors() -> None:
@@ -129,16 +129,6 @@ def test_decode_shape_errors() -> None:
         yolo.decode_ultralytics(np.zeros((84, 8400), np.float32), 0.3)
     with pytest.raises(ValueError, match="rows"):
         yolo.decode_yolox(np.zeros((1, 100, 85), np.float32), (416, 416), 0.3)
-
-
-def test_nms_class_aware() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60]],
-                     np.float32)
-    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
-    classes = np.array([0, 0, 1, 0])
-    assert yolo.nms(boxes, scores, 0.5, classes).tolist() == [0, 2, 3]
-    assert yolo.nms(boxes, scores, 0.5).tolist() == [0, 3]
-    assert yolo.nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5).size == 0
 
 
 def test_db_postprocess_finds_rectangle_and_scales() -> None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from edge_agent.config import GotchaConfig
+from edge_agent.detections import TURNS, Detections
 from edge_agent.errors import ModelError
 from edge_agent.plates.deskew import deskew_plate, warp_quad
 from edge_agent.results import Box, Vehicle
@@ -33,6 +35,7 @@ TILE_MIN_SIDE = 960  # frames with a longer side get an extra tiled pass
 ZOOM_OUT = 2.0  # canvas size relative to a close-up for the zoomed-out pass
 TEXT_PLATE_MARGIN = (0.06, 0.18)  # text box -> plate box: share of width, height per side
 MAX_FRAME_PLATES = 6
+NO_VEHICLE = -1  # data["vehicle_index"] of a plate outside every vehicle
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -45,11 +48,6 @@ class LocatedPlate:
     quad: np.ndarray  # [4, 2] float32: tl, tr, br, bl in photo pixels
     vehicle_index: int | None
     source: str = "detector"  # detector | text
-
-
-def expand(box: Box, mx: float, my: float, width: int, height: int) -> Box:
-    return Box(box.x1 - box.width * mx, box.y1 - box.height * my,
-               box.x2 + box.width * mx, box.y2 + box.height * my).clip(width, height)
 
 
 def tiles(width: int, height: int, grid: int = 2, overlap: float = 0.25
@@ -79,7 +77,7 @@ def text_plate_quad(points: np.ndarray, width: int, height: int) -> np.ndarray:
     return order_quad(quad)
 
 
-def owner_of(plate: Box, vehicles: list[Vehicle]) -> int | None:
+def owner_of(plate: Box, vehicles: Sequence[Vehicle]) -> int | None:
     """The vehicle whose box holds the plate's centre (the smallest, when boxes nest); None
     when the plate lies in a search margin only, e.g. on a neighbouring, undetected car."""
     cx, cy = plate.center
@@ -122,100 +120,88 @@ class PlateLocator:
 
     # -- public verb -----------------------------------------------------------------------
 
-    def locate(self, image_bgr: np.ndarray, vehicles: list[Vehicle], turned: bool = False
+    def locate(self, image_bgr: np.ndarray, vehicles: Sequence[Vehicle], turned: bool = False
                ) -> list[LocatedPlate]:
         """Plates on the vehicles; the whole frame is searched when none is found on them.
 
         ``turned``: the vehicles were found with the photo rotated (fisheye, overhead), so
         their plates lie sideways too and each crop is also searched rotated back upright.
         """
-        found = self._on_vehicles(image_bgr, vehicles, turned) if vehicles else []
-        if not found:
-            found = [(box, score, None, source, quad)
-                     for box, score, source, quad in self._in_frame(image_bgr)]
+        found = self._on_vehicles(image_bgr, vehicles, turned) if vehicles else Detections.empty()
+        if not len(found):
+            found = self._in_frame(image_bgr)
+        quads = found.data.get("quad")
         plates = []
-        for box, score, index, source, quad in found:
-            if quad is None:  # detector box: find the plate's own outline inside it
+        for i, box in enumerate(found):
+            if quads is None:  # detector box: find the plate's own outline inside it
                 crop, quad = deskew_plate(image_bgr, box)
             else:  # text lines already give the tilt
+                quad = np.array(quads[i])
                 crop = warp_quad(image_bgr, quad)
-            plates.append(LocatedPlate(box, score, crop, quad, index, source))
+            index = int(found.data["vehicle_index"][i])
+            plates.append(LocatedPlate(box, float(found.scores[i]), crop, quad,
+                                       None if index == NO_VEHICLE else index,
+                                       str(found.data["source"][i])))
         return plates
 
     # -- passes ----------------------------------------------------------------------------
 
     def _detect(self, image: np.ndarray, offset: tuple[float, float] = (0.0, 0.0),
-                score: float | None = None) -> yolo.Detections:
+                score: float | None = None) -> Detections:
         assert self.detector is not None
         found = self.detector.detect(image, score or self.vision.plate_score, PLATE_NMS_IOU)
-        if len(found) and offset != (0.0, 0.0):
-            found.boxes[:, [0, 2]] += offset[0]
-            found.boxes[:, [1, 3]] += offset[1]
-        return found
+        return found.shift(*offset)
 
     def _text_candidates(self, image: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)
-                         ) -> list[tuple[Box, float, np.ndarray]]:
-        """Plate candidates from text lines: (box, score, tilted plate quad), in photo pixels."""
+                         ) -> Detections:
+        """Plate candidates from text lines, with their tilted ``quad`` in photo pixels."""
         assert self.text_detector is not None
         height, width = image.shape[:2]
         regions = self.text_detector.detect(image)
-        shift = np.array(offset, np.float32)
-        out = []
+        quads, scores = [], []
         for (x1, y1, x2, y2), score in group_plate_candidates(regions):
             members = [r.quad for r in regions
                        if x1 - 1 <= r.quad[:, 0].mean() <= x2 + 1
                        and y1 - 1 <= r.quad[:, 1].mean() <= y2 + 1]
-            quad = text_plate_quad(np.concatenate(members), width, height)
-            xs, ys = quad[:, 0], quad[:, 1]
-            box = Box(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
-            out.append((Box(box.x1 + offset[0], box.y1 + offset[1], box.x2 + offset[0],
-                            box.y2 + offset[1]), score, quad + shift))
-        return out
+            quads.append(text_plate_quad(np.concatenate(members), width, height))
+            scores.append(score)
+        if not quads:
+            return Detections.empty()
+        corners = np.stack(quads)
+        xyxy = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+        found = Detections(xyxy, np.asarray(scores, np.float32), np.zeros(len(quads), np.int64))
+        return found.shift(*offset).with_data(quad=corners + np.array(offset, np.float32),
+                                              source=_sources("text", len(found)))
 
-    def _on_vehicles(self, image: np.ndarray, vehicles: list[Vehicle], turned: bool = False
-                     ) -> list[tuple[Box, float, int | None, str, np.ndarray | None]]:
+    def _on_vehicles(self, image: np.ndarray, vehicles: Sequence[Vehicle], turned: bool = False
+                     ) -> Detections:
         height, width = image.shape[:2]
         margin = self.vision.plate_vehicle_margin
+        regions = Detections.from_boxes([v.box for v in vehicles]).grow(margin, margin,
+                                                                          width, height)
         order = sorted(range(len(vehicles)), key=lambda i: vehicles[i].box.area, reverse=True)
-        boxes, scores, sources, quads = [], [], [], []
+        parts = []
         for index in order[:MAX_VEHICLES]:
-            region = expand(vehicles[index].box, margin, margin, width, height)
-            x1, y1 = int(region.x1), int(region.y1)
-            x2, y2 = math.ceil(region.x2), math.ceil(region.y2)
-            crop = image[y1:y2, x1:x2]
+            x1, y1, _, _ = regions.pixel_box(index)
+            crop = regions.crop(image, index)
             if crop.shape[0] < 8 or crop.shape[1] < 8:
                 continue
             if self.detector is not None:
                 found = self._detect(crop, (x1, y1))
                 if turned and not len(found):
                     found = self._detect_turned(crop, (x1, y1))
-                for box, score in zip(found.boxes.tolist(), found.scores.tolist(), strict=True):
-                    boxes.append(box)
-                    scores.append(score)
-                    sources.append("detector")
-                    quads.append(None)
-            else:
-                candidates = self._text_candidates(crop, (x1, y1))
-                if candidates:  # the largest text block on a vehicle is its plate
-                    box, score, quad = candidates[0]
-                    boxes.append([box.x1, box.y1, box.x2, box.y2])
-                    scores.append(score)
-                    sources.append("text")
-                    quads.append(quad)
-        if not boxes:
-            return []
-        arr = np.asarray(boxes, np.float32)
-        keep = yolo.nms(arr, np.asarray(scores, np.float32), PLATE_NMS_IOU)
-        out = []
-        for k in keep:
-            box = Box(*arr[k].tolist())
-            out.append((box, float(scores[k]), owner_of(box, vehicles), sources[k], quads[k]))
-        return out
+                parts.append(found.with_data(source=_sources("detector", len(found))))
+            else:  # the largest text block on a vehicle is its plate
+                parts.append(self._text_candidates(crop, (x1, y1))[:1])
+        found = Detections.merge(parts).nms(PLATE_NMS_IOU, per_class=False)
+        owners = [owner_of(box, vehicles) for box in found]
+        return found.with_data(vehicle_index=np.array(
+            [NO_VEHICLE if owner is None else owner for owner in owners], np.int64))
 
-    def _in_frame(self, image: np.ndarray
-                  ) -> list[tuple[Box, float, str, np.ndarray | None]]:
+    def _in_frame(self, image: np.ndarray) -> Detections:
         """Whole-frame search, cheapest pass first; stops at the first pass that finds one."""
         height, width = image.shape[:2]
+        found = Detections.empty()
         if self.detector is not None:
             passes = [lambda: self._detect(image)]
             if max(width, height) >= TILE_MIN_SIDE:
@@ -224,41 +210,29 @@ class PlateLocator:
             for run in passes:
                 found = run()
                 if len(found):
-                    return [(Box(*b), s, "detector", None) for b, s in zip(
-                        found.boxes.tolist(), found.scores.tolist(), strict=True)
-                        ][:MAX_FRAME_PLATES]
-        if self.text_detector is not None:
-            return [(b, s, "text", q) for b, s, q in self._text_candidates(image)
-                    ][:MAX_FRAME_PLATES]
-        return []
+                    found = found.with_data(source=_sources("detector", len(found)))
+                    break
+        if not len(found) and self.text_detector is not None:
+            found = self._text_candidates(image)
+        found = found[:MAX_FRAME_PLATES]
+        return found.with_data(vehicle_index=np.full(len(found), NO_VEHICLE, np.int64))
 
-    def _detect_turned(self, crop: np.ndarray, offset: tuple[float, float]
-                       ) -> yolo.Detections:
+    def _detect_turned(self, crop: np.ndarray, offset: tuple[float, float]) -> Detections:
         """Plates in a crop turned 90 degrees each way, boxes mapped back to the photo."""
         height, width = crop.shape[:2]
-        for turn in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE):
+        for turn in TURNS:
             found = self._detect(cv2.rotate(crop, turn))
-            if not len(found):
-                continue
-            b = found.boxes
-            if turn == cv2.ROTATE_90_CLOCKWISE:  # rotated (x', y') = (h - y, x)
-                boxes = np.stack([b[:, 1], height - b[:, 2], b[:, 3], height - b[:, 0]], 1)
-            else:  # rotated (x', y') = (y, w - x)
-                boxes = np.stack([width - b[:, 3], b[:, 0], width - b[:, 1], b[:, 2]], 1)
-            boxes = boxes + np.array([offset[0], offset[1], offset[0], offset[1]], np.float32)
-            return yolo.Detections(boxes.astype(np.float32), found.scores, found.classes)
-        return yolo.Detections.empty()
+            if len(found):
+                return found.from_rotated(turn, width, height).shift(*offset)
+        return Detections.empty()
 
-    def _tiled(self, image: np.ndarray) -> yolo.Detections:
+    def _tiled(self, image: np.ndarray) -> Detections:
         height, width = image.shape[:2]
         parts = [self._detect(image[y1:y2, x1:x2], (x1, y1))
                  for x1, y1, x2, y2 in tiles(width, height)]
-        boxes = np.concatenate([p.boxes for p in parts])
-        scores = np.concatenate([p.scores for p in parts])
-        keep = yolo.nms(boxes, scores, PLATE_NMS_IOU)
-        return yolo.Detections(boxes[keep], scores[keep], np.zeros(len(keep), np.int64))
+        return Detections.merge(parts).nms(PLATE_NMS_IOU, per_class=False)
 
-    def _zoomed_out(self, image: np.ndarray) -> yolo.Detections:
+    def _zoomed_out(self, image: np.ndarray) -> Detections:
         """The photo centred on a larger grey canvas: a plate that fills a close-up becomes
         the size the detector knows."""
         height, width = image.shape[:2]
@@ -266,11 +240,10 @@ class PlateLocator:
         canvas = np.full((big_h, big_w, 3), yolo.PAD_VALUE, np.uint8)
         x0, y0 = (big_w - width) // 2, (big_h - height) // 2
         canvas[y0:y0 + height, x0:x0 + width] = image
-        found = self._detect(canvas, (-x0, -y0))
-        if not len(found):
-            return found
-        boxes = found.boxes
-        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
-        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
-        ok = (boxes[:, 2] - boxes[:, 0] > 4) & (boxes[:, 3] - boxes[:, 1] > 2)
-        return yolo.Detections(boxes[ok], found.scores[ok], found.classes[ok])
+        found = self._detect(canvas, (-x0, -y0)).clip(width, height)
+        return found[(found.widths > 4) & (found.heights > 2)]
+
+
+def _sources(source: str, count: int) -> np.ndarray:
+    """The ``source`` data of ``count`` plates found the same way (detector or text)."""
+    return np.full(count, source)

@@ -17,6 +17,7 @@ import numpy as np
 import piexif
 
 from edge_agent.config import GotchaConfig
+from edge_agent.detections import Detections
 from edge_agent.errors import BadInputError
 from edge_agent.io.exif import write_exif
 from edge_agent.io.photo import decode_photo, photo_exif
@@ -27,15 +28,6 @@ log = logging.getLogger(__name__)
 JPEG_QUALITY = 92
 MARGIN_FRAC = 0.08  # grow each box a little: detectors cut faces and plate rims tight
 KEEP_PLATE_IOU = 0.3  # a detected plate this close to the reported one is the reported one
-
-
-def _pixel_box(box: Box, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
-    dx, dy = box.width * margin, box.height * margin
-    x1 = int(np.floor(max(0.0, box.x1 - dx)))
-    y1 = int(np.floor(max(0.0, box.y1 - dy)))
-    x2 = int(np.ceil(min(float(width), box.x2 + dx)))
-    y2 = int(np.ceil(min(float(height), box.y2 + dy)))
-    return x1, y1, x2, y2
 
 
 def blur_regions(image_bgr: np.ndarray, boxes: Sequence[Box],
@@ -50,8 +42,9 @@ def blur_regions(image_bgr: np.ndarray, boxes: Sequence[Box],
                             f"{image_bgr.shape} {image_bgr.dtype}")
     out = image_bgr.copy()
     height, width = out.shape[:2]
-    for box in boxes:
-        x1, y1, x2, y2 = _pixel_box(box, width, height, margin)
+    regions = Detections.from_boxes(boxes).grow(margin, margin, width, height)
+    for i in range(len(regions)):
+        x1, y1, x2, y2 = regions.pixel_box(i)
         if x2 - x1 < 1 or y2 - y1 < 1:
             continue
         region = out[y1:y2, x1:x2]
@@ -124,7 +117,7 @@ def redact_photo(jpeg_bytes: bytes, keep_plate_box: Box | None, other_plate_boxe
     redacted = blur_regions(image, boxes) if boxes else image
     if keep_plate_box is not None and boxes:
         height, width = image.shape[:2]
-        x1, y1, x2, y2 = _pixel_box(keep_plate_box, width, height, 0.0)
+        x1, y1, x2, y2 = Detections.from_boxes([keep_plate_box]).clip(width, height).pixel_box(0)
         redacted[y1:y2, x1:x2] = image[y1:y2, x1:x2]
     ok, encoded = cv2.imencode(".jpg", redacted, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
@@ -193,9 +186,9 @@ class DetectingRedactor:
         locator = PlateLocator.from_config(config) if upload.blur_other_plates else None
 
         def find_regions(image: np.ndarray) -> tuple[list[Box], list[Box]]:
-            vehicles, people = detector.detect_all(image)
-            plates = [p.box for p in locator.locate(image, vehicles)] if locator else []
-            return plates, (people if upload.blur_people else [])
+            found = detector.detect_all(image)
+            plates = [p.box for p in locator.locate(image, found.vehicles)] if locator else []
+            return plates, (list(found.people) if upload.blur_people else [])
 
         return cls(find_regions=find_regions)
 

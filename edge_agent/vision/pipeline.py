@@ -17,7 +17,7 @@ import numpy as np
 from edge_agent.config import GotchaConfig
 from edge_agent.plates.locate import LocatedPlate, PlateLocator
 from edge_agent.results import PhotoResult, PlateDetection, PlateRead, TokenRead
-from edge_agent.vision.vehicle_detector import VehicleDetector
+from edge_agent.vision.vehicle_detector import VehicleDetector, VehicleFinding
 from edge_agent.vision.yolo_model import InferenceClock
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,10 @@ class VisionPipeline:
         image = photo.image
         before = self.clocks()
         t0 = time.perf_counter()
-        if self.detector is not None:
-            vehicles, people = self.detector.detect_all(image)
-        else:
-            vehicles, people = [], []
+        found = (self.detector.detect_all(image) if self.detector is not None
+                 else VehicleFinding())
         t1 = time.perf_counter()
-        turned = bool(self.detector is not None and self.detector.last_turned)
-        located = self.locator.locate(image, vehicles, turned=turned)
+        located = self.locator.locate(image, found.vehicles, turned=found.turned)
         t2 = time.perf_counter()
         reads = self._read(located)
         t3 = time.perf_counter()
@@ -124,8 +121,8 @@ class VisionPipeline:
         inference["total"] = sum(inference.values())
         height, width = image.shape[:2]
         return PhotoResult(photo_meta=photo.meta, image_size=(int(width), int(height)),
-                           vehicles=vehicles, plates=plates, timings_ms=timings,
-                           people=people, inference_ms=inference)
+                           vehicles=list(found.vehicles), plates=plates, timings_ms=timings,
+                           people=list(found.people), inference_ms=inference)
 
     def _read(self, located: list[LocatedPlate]) -> list[PlateRead | None]:
         if self.reader is None or not located:

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from edge_agent.config import GotchaConfig
+from edge_agent.detections import Detections
 from edge_agent.errors import BadInputError
 from edge_agent.results import Box
 from edge_agent.vision.embedder import Embedder
@@ -200,14 +201,6 @@ class SceneSignature:
                                 "from the photo") from exc
 
 
-def _grow(box: tuple[float, float, float, float], frac: float, width: int,
-          height: int) -> tuple[int, int, int, int]:
-    x1, y1, x2, y2 = box
-    dx, dy = (x2 - x1) * frac / 2, (y2 - y1) * frac / 2
-    return (max(0, int(x1 - dx)), max(0, int(y1 - dy)),
-            min(width, math.ceil(x2 + dx)), min(height, math.ceil(y2 + dy)))
-
-
 def _aligned_patches(a: SceneSignature, b: SceneSignature,
                      h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Patch a resampled into patch b's frame through the background homography, patch b, and
@@ -349,16 +342,16 @@ class SceneMatcher:
         patch = crop = None
         masked = work
         if box is not None:
-            gx1, gy1, gx2, gy2 = _grow(box, MASK_GROW, *size)
+            grow = MASK_GROW / 2  # of the box's size on each side
+            gx1, gy1, gx2, gy2 = Detections.from_boxes([Box(*box)]).grow(
+                grow, grow, *size).pixel_box(0)
             mask = np.full(grey.shape, 255, np.uint8)
             mask[gy1:gy2, gx1:gx2] = 0  # the vehicle is not background
             # on the vehicle's own region only: a masked full-frame pass costs a whole pyramid
             vehicle_points, vehicle_descriptors = self._keypoints(
                 self.vehicle_orb, grey[gy1:gy2, gx1:gx2], None)
             vehicle_points += np.array([gx1, gy1], np.float32)
-            ox1, oy1, ox2, oy2 = _grow((clipped.x1, clipped.y1, clipped.x2, clipped.y2), 0.0,
-                                       width, height)
-            crop = image_bgr[oy1:max(oy2, oy1 + 1), ox1:max(ox2, ox1 + 1)]
+            crop = Detections.from_boxes([clipped]).crop(image_bgr, 0)
             patch = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY),
                                (PATCH_SIDE, PATCH_SIDE), interpolation=cv2.INTER_AREA)
             if self.embedder is not None:

@@ -7,22 +7,38 @@ they are never reported as vehicles.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from edge_agent.config import GotchaConfig
+from edge_agent.detections import TURNS, Detections
 from edge_agent.errors import ModelError
 from edge_agent.results import VEHICLE_CLASSES, Box, Vehicle
 from edge_agent.vision.catalog import ModelSpec, get_spec, load_catalog
-from edge_agent.vision.yolo import Detections
 from edge_agent.vision.yolo_model import YoloModel
 
 PERSON_CLASS_ID = 0  # COCO "person"; used when the catalog's labels do not name one
 ROTATE_MIN_SIDE = 480  # rotated passes only for camera-sized frames, not small close-up crops
 
 
+@dataclass(frozen=True, slots=True)
+class VehicleFinding:
+    """What the detector saw in one photo: vehicles best first, and people to blur.
+
+    ``turned``: the vehicles were found with the photo turned 90 degrees (fisheye, overhead),
+    so their plates lie sideways too; the plate locator is told so explicitly.
+    """
+
+    vehicles: tuple[Vehicle, ...] = ()
+    people: tuple[Box, ...] = ()
+    turned: bool = False
+
+
 class VehicleDetector:
-    """``detect(image) -> list[Vehicle]``; ``detect_people(image) -> list[Box]``."""
+    """``detect_all(image) -> VehicleFinding``; ``detect(image) -> list[Vehicle]``;
+    ``detect_people(image) -> list[Box]``."""
 
     def __init__(self, spec: ModelSpec, config: GotchaConfig) -> None:
         vehicle_ids = {cid: label for cid, label in spec.labels.items()
@@ -36,7 +52,6 @@ class VehicleDetector:
         self.person_id = person[0] if person else PERSON_CLASS_ID
         self.vision = config.vision
         self.model = YoloModel(spec, config)
-        self.last_turned = False  # the last photo's vehicles came from the rotated views
 
     @classmethod
     def from_config(cls, config: GotchaConfig) -> VehicleDetector:
@@ -55,44 +70,33 @@ class VehicleDetector:
         return self.model.detect(image_bgr, score or self.vision.vehicle_score,
                                  self.vision.vehicle_nms_iou, class_ids)
 
-    def _split(self, found: Detections, min_score: float) -> tuple[list[Vehicle], list[Box]]:
-        vehicles: list[Vehicle] = []
-        people: list[Box] = []
-        min_side = self.vision.min_vehicle_px
-        for (x1, y1, x2, y2), score, cid in zip(found.boxes.tolist(), found.scores.tolist(),
-                                                 found.classes.tolist(), strict=True):
-            if score < min_score:
-                continue
-            box = Box(x1, y1, x2, y2)
-            if cid == self.person_id and cid not in self.labels:
-                people.append(box)
-            elif min(box.width, box.height) >= min_side:
-                vehicles.append(Vehicle(box=box, label=self.labels[cid],  # type: ignore[arg-type]
-                                        score=float(score)))
-        vehicles.sort(key=lambda v: v.score, reverse=True)
-        return vehicles, people
+    def _split(self, found: Detections, min_score: float) -> tuple[Detections, Detections]:
+        """(vehicles, people) scoring at least ``min_score``; vehicles best first and large
+        enough (``min_vehicle_px`` on both sides)."""
+        found = found.scoring_at_least(min_score)
+        person = (found.class_ids == self.person_id) & (self.person_id not in self.labels)
+        vehicles = found[~person]
+        large = np.minimum(vehicles.widths, vehicles.heights) >= self.vision.min_vehicle_px
+        return vehicles[large].best_first(), found[person]
 
-    def _rotated(self, image_bgr: np.ndarray, ids: tuple[int, ...]) -> list[Vehicle]:
+    def _vehicles(self, found: Detections) -> tuple[Vehicle, ...]:
+        return tuple(Vehicle(box=box, label=self.labels[cid],  # type: ignore[arg-type]
+                             score=score)
+                     for box, score, cid in zip(found, found.scores.tolist(),
+                                                found.class_ids.tolist(), strict=True))
+
+    def _rotated(self, image_bgr: np.ndarray, ids: tuple[int, ...]) -> Detections:
         """Vehicles seen with the photo turned 90 degrees each way, in upright coordinates.
 
         Fisheye and overhead views show parked cars lying sideways along the image edges,
         which a detector trained on upright photos misses.
         """
         height, width = image_bgr.shape[:2]
-        found: list[Vehicle] = []
-        for turn in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE):
-            vehicles, _ = self._split(self._run(cv2.rotate(image_bgr, turn), ids), 0.0)
-            for v in vehicles:
-                b = v.box
-                if turn == cv2.ROTATE_90_CLOCKWISE:  # rotated (x', y') = (h - y, x)
-                    box = Box(b.y1, height - b.x2, b.y2, height - b.x1)
-                else:  # rotated (x', y') = (y, w - x)
-                    box = Box(width - b.y2, b.x1, width - b.y1, b.x2)
-                found.append(Vehicle(box=box.clip(width, height), label=v.label, score=v.score))
-        found.sort(key=lambda v: v.score, reverse=True)
-        return found
+        views = [self._split(self._run(cv2.rotate(image_bgr, turn), ids), 0.0)[0]
+                 .from_rotated(turn, width, height) for turn in TURNS]
+        return Detections.merge(views).best_first()
 
-    def detect_all(self, image_bgr: np.ndarray) -> tuple[list[Vehicle], list[Box]]:
+    def detect_all(self, image_bgr: np.ndarray) -> VehicleFinding:
         """Vehicles and people; one inference unless the photo shows no vehicle at first.
 
         Without a vehicle at ``vehicle_score``: the rotated views (when enabled), then the
@@ -100,25 +104,24 @@ class VehicleDetector:
         a hand-held photo scores low but is still the subject).
         """
         ids = (*sorted(self.labels), self.person_id)
-        self.last_turned = False
         low = min(self.vision.vehicle_fallback_score, self.vision.vehicle_score)
         found = self._run(image_bgr, ids, low)
         vehicles, people = self._split(found, self.vision.vehicle_score)
-        if vehicles:
-            return vehicles, people
+        seen_people = tuple(people)
+        if len(vehicles):
+            return VehicleFinding(self._vehicles(vehicles), seen_people)
         if self.vision.vehicle_rotate_fallback and min(image_bgr.shape[:2]) >= ROTATE_MIN_SIDE:
-            vehicles = self._rotated(image_bgr, tuple(sorted(self.labels)))
-            if vehicles:
-                self.last_turned = True
-                return vehicles, people
+            turned = self._rotated(image_bgr, tuple(sorted(self.labels)))
+            if len(turned):
+                return VehicleFinding(self._vehicles(turned), seen_people, turned=True)
         weak, _ = self._split(found, low)
-        return weak[:1], people
+        return VehicleFinding(self._vehicles(weak[:1]), seen_people)
 
     def detect(self, image_bgr: np.ndarray) -> list[Vehicle]:
         """Cars, buses, trucks and motorcycles, best score first."""
-        return self.detect_all(image_bgr)[0]
+        return list(self.detect_all(image_bgr).vehicles)
 
     def detect_people(self, image_bgr: np.ndarray) -> list[Box]:
         """People's boxes, for blurring them out of uploaded copies."""
         found = self._run(image_bgr, (self.person_id,))
-        return [Box(*b) for b in found.boxes.tolist()]
+        return list(found)

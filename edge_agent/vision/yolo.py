@@ -14,6 +14,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from edge_agent.detections import Detections
+
 PAD_VALUE = 114
 YOLOX_STRIDES = (8, 16, 32)
 
@@ -27,23 +29,6 @@ class Letterbox:
     pad_y: float
     width: int  # original image size
     height: int
-
-
-@dataclass(frozen=True, slots=True)
-class Detections:
-    """Boxes (x1, y1, x2, y2) in original-image pixels, their scores and class ids."""
-
-    boxes: np.ndarray  # [K, 4] float32
-    scores: np.ndarray  # [K] float32
-    classes: np.ndarray  # [K] int64
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    @staticmethod
-    def empty() -> Detections:
-        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
-                          np.zeros(0, np.int64))
 
 
 def letterbox(
@@ -196,36 +181,6 @@ def decode_yolox(
     return _select(xywh, class_scores, score_threshold, class_ids)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
-        classes: np.ndarray | None = None) -> np.ndarray:
-    """Greedy non-maximum suppression, per class when ``classes`` is given.
-
-    Class-aware by shifting each class's boxes far apart, so one vectorised pass handles all
-    classes. Returns kept indices, best score first.
-    """
-    if boxes.shape[0] == 0:
-        return np.zeros(0, np.int64)
-    work = boxes.astype(np.float64, copy=True)
-    if classes is not None:
-        span = float(work.max() - work.min()) + 1.0
-        work += (classes.astype(np.float64) * span)[:, None]
-    x1, y1, x2, y2 = work.T
-    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        ix = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
-        iy = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
-        inter = ix * iy
-        union = areas[i] + areas[rest] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, np.int64)
-
-
 def unletterbox(boxes: np.ndarray, lb: Letterbox) -> np.ndarray:
     """Map input-pixel boxes back to the original image, clipped to its bounds."""
     out = boxes.astype(np.float32, copy=True)
@@ -252,7 +207,5 @@ def postprocess(
                                               grid=grid)
     else:
         boxes, scores, classes = decode_ultralytics(output, score_threshold, class_ids)
-    if boxes.shape[0] == 0:
-        return Detections.empty()
-    keep = nms(boxes, scores, iou_threshold, classes)
-    return Detections(unletterbox(boxes[keep], lb), scores[keep], classes[keep])
+    kept = Detections(boxes, scores, classes).nms(iou_threshold)
+    return Detections(unletterbox(kept.xyxy, lb), kept.scores, kept.class_ids)

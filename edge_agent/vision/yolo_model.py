@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.config import GotchaConfig
+from edge_agent.detections import Detections
 from edge_agent.errors import ModelError
 from edge_agent.vision import yolo
 from edge_agent.vision.catalog import ModelSpec
@@ -106,7 +107,7 @@ class YoloModel:
         score_threshold: float,
         iou_threshold: float,
         class_ids: tuple[int, ...] | None = None,
-    ) -> yolo.Detections:
+    ) -> Detections:
         """Boxes in ``image_bgr`` pixels for the given classes (all when None)."""
         canvas, lb = yolo.letterbox(image_bgr, self.size, self.spec.letterbox, out=self._canvas)
         tensor = yolo.to_tensor(canvas, self.spec.color, self.spec.scale, self.spec.mean,
