@@ -20,15 +20,15 @@ from edge_agent.evaluation.plates import (
     load_labelled_crops,
     read_image,
 )
+from edge_agent.inference.catalog import BUNDLED_DIR, load_catalog
+from edge_agent.inference.preprocess import normalise
 from edge_agent.synth import REGIONS, STYLES, random_sample
-from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from edge_agent.vision.plate_reader import (
     CtcPlateReader,
     _Look,
     ctc_greedy_decode,
     ev_blue,
     mostly_orange,
-    normalise,
     resize_crop,
     two_line_view,
 )
@@ -79,9 +79,10 @@ def test_preprocessing_shapes_and_scaling() -> None:
     crop = np.full((30, 90, 3), 255, np.uint8)
     gray = resize_crop(crop, 144, 48, "gray")
     assert gray.shape == (48, 144, 1)
-    x = normalise(gray, 255.0, (0.5,), (0.5,))
+    x = normalise(gray, OURS)  # gray, / 255, mean 0.5, std 0.5
     assert x.shape == (1, 48, 144) and np.allclose(x, 1.0)
-    rgb = normalise(resize_crop(crop, 20, 10, "rgb"), 127.5, (1, 1, 1), (1, 1, 1))
+    paddle = replace(OURS, color="rgb", scale=127.5, mean=(1.0,) * 3, std=(1.0,) * 3)
+    rgb = normalise(resize_crop(crop, 20, 10, "rgb"), paddle)
     assert rgb.shape == (3, 10, 20) and np.allclose(rgb, 1.0)
 
 

@@ -13,7 +13,7 @@ from cloud_sync.plate_grammar import REGIONS
 from edge_agent.config import load_config
 from edge_agent.errors import ModelError
 from edge_agent.evaluation.plates import evaluate_readers, load_labelled_crops
-from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
+from edge_agent.inference.catalog import BUNDLED_DIR, load_catalog
 from edge_agent.vision.plate_reader import CtcPlateReader
 from edge_agent.vision.region_prior import REGISTERED_MILLIONS, RegionPrior
 

@@ -1,1 +1,2 @@
-"""Vision: ONNX sessions, vehicle detection, plate location, plate reading, scene signatures."""
+"""Vision: vehicle detection, plate location, plate reading, scene signatures (models run
+through edge_agent.inference)."""

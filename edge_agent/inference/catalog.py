@@ -122,7 +122,7 @@ def check_sha256(spec: ModelSpec, path: Path, actual: str) -> None:
 
 def verify_file(spec: ModelSpec, path: Path) -> None:
     """Raise ModelError when the file's sha256 differs from the catalog's (hashes every time;
-    edge_agent.vision.loading keeps a cache for start-up)."""
+    edge_agent.inference.hash_cache keeps a cache for start-up)."""
     if spec.sha256:
         check_sha256(spec, path, file_sha256(path))
 
