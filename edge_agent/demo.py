@@ -160,7 +160,7 @@ def write_demo_photos(folder: Path, first_at: datetime, moved_px: int = 0) -> li
 
 def demo_config(config: GotchaConfig, folder: Path) -> tuple[GotchaConfig, list[str]]:
     """The config with the demo's own store, and optional models that are absent left out."""
-    from edge_agent.vision.catalog import load_catalog
+    from edge_agent.inference.catalog import load_catalog
 
     cfg = config.model_copy(deep=True)
     cfg.store.path = folder / "gotcha.db"

@@ -1,8 +1,9 @@
 """Benchmark the vision pipeline on a folder of photos (default: the korea-a scenes).
 
 Prints per-stage median and p95 wall time, photos/s, peak RSS, and the ratio of pipeline time
-to the sum of bare model inference times (time inside onnxruntime's ``run``): the glue around
-the models (decode excluded / included) should cost little, goal <= 1.15.
+to the sum of bare model inference times (time inside onnxruntime's ``run``, read off each
+model's ModelRunner clock by the pipeline): the glue around the models (decode excluded /
+included) should cost little, goal <= 1.15.
 
     python scripts/bench_vision.py [--scenes DIR] [--repeat 2] [--json-out bench.json]
 """

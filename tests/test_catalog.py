@@ -1,4 +1,5 @@
-"""models.toml parsing, file lookup and the session factory's provider choice and shape checks."""
+"""models.toml parsing (unknown keys refused), file lookup and the session factory's provider
+choice and shape checks."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ import pytest
 from onnx import TensorProto, helper
 
 from edge_agent.errors import ConfigError, ModelError
-from edge_agent.vision.catalog import BUNDLED_DIR, ModelSpec, get_spec, load_catalog, parse_catalog
-from edge_agent.vision.onnx_session import check_input_shape, create_session, pick_providers
+from edge_agent.inference.catalog import (
+    BUNDLED_DIR,
+    EXTRA_KEYS,
+    ModelSpec,
+    get_spec,
+    known_keys,
+    load_catalog,
+    parse_catalog,
+)
+from edge_agent.inference.session import check_input_shape, create_session, pick_providers
 
 GOOD = """
 [models.det]
@@ -77,6 +86,44 @@ def test_mistakes_name_the_entry_and_the_key(keys: dict[str, object], needle: st
     assert message.startswith("m.toml [models.det]: "), message
     assert needle in message, message
     assert "\n" not in message
+
+
+def test_an_unknown_key_names_the_file_the_entry_the_key_and_the_known_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_catalog(_entry(input_sise="[640, 640]"), origin="models/models.toml")
+    message = str(info.value)
+    assert message.startswith("models/models.toml [models.det]: unknown key 'input_sise'; "
+                              "known keys: kind, file, layout, input_size, "), message
+    assert "sure_read" in message and "feature_output" in message and "\n" not in message
+
+
+def test_an_unknown_top_level_table_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown top-level key 'model'"):
+        parse_catalog(GOOD.replace("[models.det]", "[model.det]"), origin="m.toml")
+
+
+def test_every_key_the_project_catalog_uses_is_known() -> None:
+    """The bundled models.toml parses (unknown keys would be refused), and the model-specific
+    keys it sets are kept in extra, typed as declared."""
+    catalog = load_catalog(BUNDLED_DIR / "models.toml")
+    ours = catalog["gotcha-kr-plate-crnn"]
+    assert ours.extra["sure_read"] == 0.9 and ours.extra["two_line"] == "split"
+    assert ours.extra["zoom"] is True and ours.extra["region_prior"] == "fleet"
+    assert set(EXTRA_KEYS) <= set(known_keys())
+    for spec in catalog.values():
+        assert set(spec.extra) <= set(EXTRA_KEYS), spec.id
+
+
+@pytest.mark.parametrize(("keys", "needle"), [
+    ({"sure_read": '"high"'}, "'sure_read' must be a number"),
+    ({"sure_read": "true"}, "'sure_read' must be a number"),
+    ({"zoom": "1"}, "'zoom' must be true or false"),
+    ({"feature_output": "3"}, "'feature_output' must be a tensor name"),
+])
+def test_model_specific_keys_are_type_checked(keys: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_catalog(_entry(**keys), origin="m.toml")
+    assert str(info.value).startswith("m.toml [models.det]: ") and needle in str(info.value)
 
 
 def test_invalid_toml_and_missing_catalog(tmp_path: Path) -> None:
@@ -173,11 +220,12 @@ def _tiny_model(path: Path, shape: list[object]) -> Path:
 def test_input_shape_check(tmp_path: Path, shape: list[object],
                            expected: tuple[int | None, ...], needle: str | None) -> None:
     session = create_session(_tiny_model(tmp_path / "m.onnx", shape), name="tiny")
+    actual = session.get_inputs()[0].shape
     if needle is None:
-        check_input_shape(session, expected, "tiny")
+        check_input_shape(actual, expected, "tiny")
     else:
         with pytest.raises(ModelError, match=needle):
-            check_input_shape(session, expected, "tiny")
+            check_input_shape(actual, expected, "tiny")
 
 
 def test_unloadable_file_is_a_model_error(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_agent.vision.catalog import file_sha256, parse_catalog
+from edge_agent.inference.catalog import file_sha256, parse_catalog
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "export_models.py"
 

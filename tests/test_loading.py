@@ -1,4 +1,4 @@
-"""load_model: real models from ../shared, the sha256 cache, and every load-time failure."""
+"""load_runner: real models from ../shared, the sha256 cache, and every load-time failure."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from onnx import TensorProto, helper
 
 from edge_agent.config import GotchaConfig, load_config
 from edge_agent.errors import ConfigError, ModelError
-from edge_agent.vision.catalog import BUNDLED_DIR, file_sha256
-from edge_agent.vision.loading import HASH_CACHE_NAME, HashCache, hash_cache_for, load_model
+from edge_agent.inference.catalog import BUNDLED_DIR, file_sha256
+from edge_agent.inference.hash_cache import HASH_CACHE_NAME, HashCache, hash_cache_for
+from edge_agent.inference.runner import load_runner
 
 
 def _config(tmp_path: Path, model_dir: Path, catalog: Path | None = None,
@@ -44,21 +45,21 @@ def _catalog(tmp_path: Path, body: str) -> Path:
 def test_real_models_load_check_and_run(tmp_path: Path, models_dir: Path, model_id: str,
                                         kind: str) -> None:
     config = _config(tmp_path, models_dir)
-    loaded = load_model(config, model_id, kind)
-    assert loaded.spec.id == model_id and loaded.path.is_file()
-    assert loaded.providers[-1] == "CPUExecutionProvider"
-    width, height = loaded.spec.input_size
+    runner = load_runner(config, model_id, kind)
+    assert runner.spec.id == model_id and runner.path.is_file()
+    assert runner.providers[-1] == "CPUExecutionProvider"
+    width, height = runner.spec.input_size
     shape = [1, 3, height, width]
-    (out,) = loaded.session.run(None, {loaded.input_name: np.zeros(shape, np.float32)})[:1]
+    (out,) = runner.run(np.zeros(shape, np.float32))[:1]
     assert out.shape[0] == 1 and np.isfinite(out).all()
 
 
 def test_unknown_id_and_wrong_kind_are_config_errors(tmp_path: Path, models_dir: Path) -> None:
     config = _config(tmp_path, models_dir)
     with pytest.raises(ConfigError, match=r"not in models\.toml"):
-        load_model(config, "nope", "vehicle_detector")
+        load_runner(config, "nope", "vehicle_detector")
     with pytest.raises(ConfigError, match="is a vehicle_detector"):
-        load_model(config, "yolov8n-coco", "plate_detector")
+        load_runner(config, "yolov8n-coco", "plate_detector")
 
 
 def test_wrong_sha256_is_refused(tmp_path: Path, models_dir: Path) -> None:
@@ -71,9 +72,9 @@ layout = "yolov8"
 input_size = [320, 320]
 """)
     with pytest.raises(ModelError, match=r"models\.toml expects 000000000000"):
-        load_model(_config(tmp_path, models_dir, catalog), "det", "vehicle_detector")
+        load_runner(_config(tmp_path, models_dir, catalog), "det", "vehicle_detector")
     # with verification off the same file loads
-    load_model(_config(tmp_path, models_dir, catalog, verify=False), "det", "vehicle_detector")
+    load_runner(_config(tmp_path, models_dir, catalog, verify=False), "det", "vehicle_detector")
 
 
 def test_wrong_input_size_in_the_catalog_fails_at_load(tmp_path: Path, models_dir: Path) -> None:
@@ -85,7 +86,7 @@ layout = "yolov8"
 input_size = [320, 320]
 """)
     with pytest.raises(ModelError, match=r"does not match models\.toml"):
-        load_model(_config(tmp_path, models_dir, catalog), "det", "vehicle_detector")
+        load_runner(_config(tmp_path, models_dir, catalog), "det", "vehicle_detector")
 
 
 def test_truncated_and_missing_files(tmp_path: Path, models_dir: Path) -> None:
@@ -108,9 +109,9 @@ input_size = [416, 416]
 """)
     config = _config(tmp_path, folder, catalog)
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
-        load_model(config, "cut", "vehicle_detector")
+        load_runner(config, "cut", "vehicle_detector")
     with pytest.raises(ModelError, match=r"file gone\.onnx not found"):
-        load_model(config, "gone", "vehicle_detector")
+        load_runner(config, "gone", "vehicle_detector")
 
 
 def test_a_model_that_loads_but_cannot_run_fails_at_warm_up(tmp_path: Path) -> None:
@@ -134,9 +135,9 @@ input_size = [0, 0]
 """)
     config = _config(tmp_path, folder, catalog)
     with pytest.raises(ModelError, match=r"warm-up run on \{'x': \[1, 3, 64, 64\]\} failed"):
-        load_model(config, "broken", "scene_embedder")
-    loaded = load_model(config, "broken", "scene_embedder", warm=False)
-    assert loaded.input_name == "x"
+        load_runner(config, "broken", "scene_embedder")
+    runner = load_runner(config, "broken", "scene_embedder", warm=False)
+    assert runner.input_name == "x"
 
 
 def test_edit_hook_gets_the_verified_file(tmp_path: Path, models_dir: Path) -> None:
@@ -146,9 +147,9 @@ def test_edit_hook_gets_the_verified_file(tmp_path: Path, models_dir: Path) -> N
         seen.append(len(data))
         return data
 
-    loaded = load_model(_config(tmp_path, models_dir), "mobilenetv2-imagenet", "scene_embedder",
+    runner = load_runner(_config(tmp_path, models_dir), "mobilenetv2-imagenet", "scene_embedder",
                         edit=edit)
-    assert seen == [loaded.path.stat().st_size]
+    assert seen == [runner.path.stat().st_size]
 
 
 def test_hash_cache_skips_unchanged_files_and_notices_changes(tmp_path: Path,
@@ -182,7 +183,7 @@ def test_hash_cache_skips_unchanged_files_and_notices_changes(tmp_path: Path,
 
 def test_hash_cache_lives_next_to_the_store(tmp_path: Path, models_dir: Path) -> None:
     config = _config(tmp_path, models_dir)
-    load_model(config, "plate-yolov8n", "plate_detector")
+    load_runner(config, "plate-yolov8n", "plate_detector")
     assert hash_cache_for(config).file == tmp_path / "var" / HASH_CACHE_NAME
     entries = json.loads((tmp_path / "var" / HASH_CACHE_NAME).read_text())
     assert any(k.endswith("plate-yolov8n-int8-320.onnx") for k in entries)
@@ -190,5 +191,5 @@ def test_hash_cache_lives_next_to_the_store(tmp_path: Path, models_dir: Path) ->
 
 def test_default_config_loads_the_configured_detector(models_dir: Path) -> None:
     config = load_config(environ={"GOTCHA_MODEL_DIR": str(models_dir)})
-    loaded = load_model(config, config.models.vehicle_detector or "", "vehicle_detector")
-    assert loaded.output_names
+    runner = load_runner(config, config.models.vehicle_detector or "", "vehicle_detector")
+    assert runner.output_names

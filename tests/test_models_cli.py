@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from edge_agent.cli import models_cmd
 from edge_agent.errors import ModelError
-from edge_agent.vision.catalog import BUNDLED_DIR, file_sha256, load_catalog
-from edge_agent.vision.fetch import lock_path, need_space
+from edge_agent.inference.catalog import BUNDLED_DIR, file_sha256, load_catalog
+from edge_agent.inference.fetch import lock_path, need_space
 
 # the `models` group alone, so another group's half-finished module cannot break these tests
 app = typer.Typer()

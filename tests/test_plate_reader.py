@@ -21,6 +21,8 @@ from edge_agent.evaluation.plates import (
     load_labelled_crops,
     read_image,
 )
+from edge_agent.inference.catalog import BUNDLED_DIR, load_catalog
+from edge_agent.inference.preprocess import normalise
 from edge_agent.plates.colour import drop_ev_region, ev_blue, mostly_orange
 from edge_agent.plates.looks import Look, two_line_view
 from edge_agent.plates.options import ReadingOptions
@@ -28,11 +30,9 @@ from edge_agent.plates.reader import KoreanPlateReader
 from edge_agent.plates.recogniser import (
     CtcRecogniser,
     ctc_greedy_decode,
-    normalise,
     resize_crop,
 )
 from edge_agent.results import TokenRead
-from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from gotcha_train.synth import REGIONS, STYLES, random_sample
 
 CATALOG = load_catalog(BUNDLED_DIR / "models.toml")
@@ -81,9 +81,10 @@ def test_preprocessing_shapes_and_scaling() -> None:
     crop = np.full((30, 90, 3), 255, np.uint8)
     gray = resize_crop(crop, 144, 48, "gray")
     assert gray.shape == (48, 144, 1)
-    x = normalise(gray, 255.0, (0.5,), (0.5,))
+    x = normalise(gray, OURS)  # gray, / 255, mean 0.5, std 0.5
     assert x.shape == (1, 48, 144) and np.allclose(x, 1.0)
-    rgb = normalise(resize_crop(crop, 20, 10, "rgb"), 127.5, (1, 1, 1), (1, 1, 1))
+    paddle = replace(OURS, color="rgb", scale=127.5, mean=(1.0,) * 3, std=(1.0,) * 3)
+    rgb = normalise(resize_crop(crop, 20, 10, "rgb"), paddle)
     assert rgb.shape == (3, 10, 20) and np.allclose(rgb, 1.0)
 
 

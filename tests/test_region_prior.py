@@ -12,9 +12,9 @@ from conftest import shared_path
 from edge_agent.config import load_config
 from edge_agent.errors import ModelError
 from edge_agent.evaluation.plates import evaluate_readers, load_labelled_crops
+from edge_agent.inference.catalog import BUNDLED_DIR, load_catalog
 from edge_agent.plates.reader import KoreanPlateReader
 from edge_agent.plates.region_prior import REGISTERED_MILLIONS, RegionPrior
-from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from gotcha_contracts.plate_grammar import REGIONS
 
 CHARSET = ["", *"0123456789", "가", "서울", "세종", "경기"]

@@ -23,10 +23,10 @@ from test_telemetry import Listener, body, forget_device, is_status
 from edge_agent.config import GotchaConfig, load_config
 from edge_agent.demo import DEMO_PLATE, write_demo_photos
 from edge_agent.errors import ConfigError, ModelError
+from edge_agent.inference.catalog import load_catalog
 from edge_agent.reload import plan_reload
 from edge_agent.run_settings import RunnerSettings
 from edge_agent.runner import DeviceRunner
-from edge_agent.vision.catalog import load_catalog
 from gotcha_contracts.manifest import validate_manifest
 
 FAST = {"poll_s": 0.1, "settle_s": 0.2, "maintenance_every_s": 0.5, "join_timeout_s": 20.0}

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from edge_agent.config import load_config
+from edge_agent.inference.catalog import BUNDLED_DIR, load_catalog
 from edge_agent.plates.reader import KoreanPlateReader
-from edge_agent.vision.catalog import BUNDLED_DIR, load_catalog
 from gotcha_train.synth import random_sample
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_plate_reader.py"

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from edge_agent.config import GotchaConfig, load_config
 from edge_agent.errors import ModelError
+from edge_agent.inference.catalog import file_sha256
 from edge_agent.io.photo import load_photo
 from edge_agent.plates.locate import PlateLocator
 from edge_agent.results import VEHICLE_CLASSES
-from edge_agent.vision.catalog import file_sha256
 from edge_agent.vision.vehicle_detector import VehicleDetector
 
 SCENES = "data/scenes/korea-a"

@@ -1,5 +1,6 @@
-"""Pure pre/post-processing on synthetic arrays: letterbox, decode (ultralytics, YOLOX), NMS,
-DB text post-processing, plate deskew. No model files needed."""
+"""Pure post-processing on synthetic arrays: letterbox round trip, decode (ultralytics, YOLOX),
+NMS, DB text post-processing, plate deskew. No model files needed (preprocessing itself:
+test_preprocess.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_agent.inference.preprocess import letterbox
 from edge_agent.plates.deskew import deskew_plate, find_plate_quad
 from edge_agent.plates.locate import tiles
 from edge_agent.results import Box
@@ -28,7 +30,7 @@ from edge_agent.vision.text_detector import (
 def test_letterbox_maps_corners_back(size: tuple[int, int], mode: str) -> None:
     width, height = size
     image = np.full((height, width, 3), 200, np.uint8)
-    canvas, lb = yolo.letterbox(image, (320, 320), mode)  # type: ignore[arg-type]
+    canvas, lb = letterbox(image, (320, 320), mode)  # type: ignore[arg-type]
     assert canvas.shape == (320, 320, 3)
     # The image's full extent, mapped in and back out, is the image's own box.
     box_in = np.array([[lb.pad_x, lb.pad_y, lb.pad_x + width * lb.scale,
@@ -45,29 +47,6 @@ def test_letterbox_maps_corners_back(size: tuple[int, int], mode: str) -> None:
         assert canvas[-1, -1, 0] == 114 or canvas[0, 0, 0] == 114
 
 
-def test_letterbox_center_geometry_and_buffer_reuse() -> None:
-    image = np.zeros((100, 200, 3), np.uint8)
-    image[:, :100] = 255  # left half white
-    buffer = np.empty((320, 320, 3), np.uint8)
-    canvas, lb = yolo.letterbox(image, (320, 320), "center", out=buffer)
-    assert canvas is buffer
-    assert lb.scale == pytest.approx(1.6) and lb.pad_x == 0 and lb.pad_y == 80
-    assert (canvas[:80] == 114).all() and (canvas[240:] == 114).all()
-    assert canvas[160, 10, 0] == 255 and canvas[160, 310, 0] == 0
-
-
-def test_to_tensor_colour_order_and_scaling() -> None:
-    canvas = np.zeros((4, 4, 3), np.uint8)
-    canvas[..., 0], canvas[..., 1], canvas[..., 2] = 10, 20, 30  # B, G, R
-    rgb = yolo.to_tensor(canvas, "rgb", 255.0)
-    assert rgb.shape == (1, 3, 4, 4) and rgb.dtype == np.float32
-    np.testing.assert_allclose(rgb[0, :, 0, 0], [30 / 255, 20 / 255, 10 / 255], rtol=1e-6)
-    bgr = yolo.to_tensor(canvas, "bgr", 1.0)
-    np.testing.assert_allclose(bgr[0, :, 0, 0], [10, 20, 30])
-    norm = yolo.to_tensor(canvas, "bgr", 255.0, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    np.testing.assert_allclose(norm[0, 0, 0, 0], (10 / 255 - 0.5) / 0.25, rtol=1e-5)
-
-
 def _ultralytics_output(classes: int, anchors: int, hits: list[tuple]) -> np.ndarray:
     out = np.zeros((1, 4 + classes, anchors), np.float32)
     for index, (cx, cy, w, h, cls, score) in enumerate(hits):
@@ -79,7 +58,7 @@ def _ultralytics_output(classes: int, anchors: int, hits: list[tuple]) -> np.nda
 @pytest.mark.parametrize("classes", [1, 80])
 def test_decode_ultralytics_round_trip(classes: int) -> None:
     image = np.zeros((300, 600, 3), np.uint8)  # scale 320/600, pad_y = (320-160)//2 = 80
-    _, lb = yolo.letterbox(image, (320, 320))
+    _, lb = letterbox(image, (320, 320))
     # A box at x 60..180, y 90..150 of the original.
     x1, y1, x2, y2 = 60, 90, 180, 150
     cx = (x1 + x2) / 2 * lb.scale + lb.pad_x
@@ -116,7 +95,7 @@ def test_decode_yolox_grid() -> None:
     out[0, index, 5 + 2] = 0.8
     out[0, 7, 4] = 0.9  # objectness without any class: score 0
     image = np.zeros((416, 416, 3), np.uint8)
-    _, lb = yolo.letterbox(image, size, "topleft")
+    _, lb = letterbox(image, size, "topleft")
     found = yolo.postprocess(out, "yolox", lb, size, 0.3, 0.5, class_ids=(2, 3, 5, 7))
     assert len(found) == 1 and found.class_ids[0] == 2
     assert found.scores[0] == pytest.approx(0.72)

@@ -19,9 +19,9 @@ from edge_agent.cli.common import (
     get_config,
 )
 from edge_agent.errors import GotchaError
-from edge_agent.vision.catalog import get_spec, load_catalog
-from edge_agent.vision.fetch import fetch_model
-from edge_agent.vision.inventory import (
+from edge_agent.inference.catalog import get_spec, load_catalog
+from edge_agent.inference.fetch import fetch_model
+from edge_agent.inference.inventory import (
     VerifyResult,
     configured_ids,
     model_status,

@@ -20,12 +20,13 @@ import numpy as np
 from edge_agent.config import GotchaConfig
 from edge_agent.detections import TURNS, Detections
 from edge_agent.errors import ModelError
+from edge_agent.inference.catalog import get_spec, load_catalog
+from edge_agent.inference.preprocess import PAD_VALUE
+from edge_agent.inference.runner import InferenceClock
 from edge_agent.plates.deskew import deskew_plate, warp_quad
 from edge_agent.results import Box, Vehicle
-from edge_agent.vision import yolo
-from edge_agent.vision.catalog import get_spec, load_catalog
 from edge_agent.vision.text_detector import TextDetector, group_plate_candidates, order_quad
-from edge_agent.vision.yolo_model import InferenceClock, YoloModel
+from edge_agent.vision.yolo_model import YoloModel
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ class PlateLocator:
         the size the detector knows."""
         height, width = image.shape[:2]
         big_w, big_h = round(width * ZOOM_OUT), round(height * ZOOM_OUT)
-        canvas = np.full((big_h, big_w, 3), yolo.PAD_VALUE, np.uint8)
+        canvas = np.full((big_h, big_w, 3), PAD_VALUE, np.uint8)
         x0, y0 = (big_w - width) // 2, (big_h - height) // 2
         canvas[y0:y0 + height, x0:x0 + width] = image
         found = self._detect(canvas, (-x0, -y0)).clip(width, height)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge_agent.errors import ModelError
-from edge_agent.vision.catalog import ModelSpec
+from edge_agent.inference.catalog import ModelSpec
 
 Decode = Literal["auto", "plate", "greedy"]
 Constrain = Literal["fallback", "always"]

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.errors import ModelError
+from edge_agent.inference.catalog import ModelSpec
+from edge_agent.inference.runner import ModelRunner
 from edge_agent.plates.colour import drop_ev_region
 from edge_agent.plates.ctc_decode import CtcGrammar, constrained_decode, plate_grammar
 from edge_agent.plates.looks import (
@@ -30,7 +32,6 @@ from edge_agent.plates.options import ReadingOptions
 from edge_agent.plates.recogniser import CtcRecogniser, spec_and_path
 from edge_agent.plates.region_prior import RegionPrior
 from edge_agent.results import TokenRead
-from edge_agent.vision.catalog import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,9 @@ class KoreanPlateReader:
         return self.recogniser.spec
 
     @property
-    def session(self) -> object:
-        """The recogniser's model session (the pipeline wraps it to time inference)."""
-        return self.recogniser.session
-
-    @session.setter
-    def session(self, session: object) -> None:
-        self.recogniser.session = session  # type: ignore[assignment]
+    def runner(self) -> ModelRunner:
+        """The recogniser's model runner (its clock holds the reader's bare inference time)."""
+        return self.recogniser.runner
 
     def read(self, crop_bgr: np.ndarray) -> TokenRead:
         """Tokens and their confidences of one crop; BGR (or gray) uint8."""

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from edge_agent.errors import BadInputError, ModelError
+from edge_agent.inference.catalog import ModelSpec, get_spec, load_catalog
+from edge_agent.inference.preprocess import normalise
+from edge_agent.inference.runner import ModelRunner
 from edge_agent.plates.ctc_decode import greedy_decode
 from edge_agent.results import TokenRead
-from edge_agent.vision.catalog import ModelSpec, get_spec, load_catalog, verify_file
-from edge_agent.vision.onnx_session import check_input_shape, create_session
 
 
 def resize_crop(crop_bgr: np.ndarray, width: int, height: int, color: str) -> np.ndarray:
@@ -42,17 +42,6 @@ def resize_crop(crop_bgr: np.ndarray, width: int, height: int, color: str) -> np
     return img[..., None] if img.ndim == 2 else img
 
 
-def normalise(img: np.ndarray, scale: float, mean: Sequence[float] | None,
-              std: Sequence[float] | None) -> np.ndarray:
-    """uint8 HxWxC -> float32 CxHxW: x / scale, then (x - mean) / std per channel."""
-    x = img.astype(np.float32) / np.float32(scale)
-    if mean is not None:
-        x -= np.asarray(mean, np.float32)[: x.shape[2]]
-    if std is not None:
-        x /= np.asarray(std, np.float32)[: x.shape[2]]
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -68,7 +57,7 @@ def ctc_greedy_decode(probs: np.ndarray, charset: Sequence[str], blank: int) -> 
     return TokenRead(tuple(tokens), tuple(confs))
 
 
-def load_charset(spec: ModelSpec, model_path: Path, session: ort.InferenceSession) -> list[str]:
+def load_charset(spec: ModelSpec, model_path: Path, runner: ModelRunner) -> list[str]:
     """Class tokens of a CTC model, blank included at its index (see ModelSpec.charset).
 
     ``metadata:<key>`` follows PaddleOCR: the listed characters, then a space. A file next to
@@ -80,7 +69,7 @@ def load_charset(spec: ModelSpec, model_path: Path, session: ort.InferenceSessio
                          f"\"<file>\" or \"metadata:<key>\"")
     if ref.startswith("metadata:"):
         key = ref.split(":", 1)[1]
-        meta = session.get_modelmeta().custom_metadata_map
+        meta = runner.metadata
         if key not in meta:
             raise ModelError(f"model {spec.id}: metadata key {key!r} is absent (keys: "
                              f"{', '.join(meta) or 'none'}); fix charset in models.toml")
@@ -102,21 +91,20 @@ class CtcRecogniser:
     """Reads the text of a crop with a CTC model described by a models.toml entry: the model run
     and greedy decoding with the model's character list, nothing more."""
 
-    def __init__(self, spec: ModelSpec, session: ort.InferenceSession, charset: list[str]) -> None:
+    def __init__(self, spec: ModelSpec, runner: ModelRunner, charset: list[str]) -> None:
         self.spec = spec
-        self.session = session
+        self.runner = runner
         self.charset = charset
         self.blank = 0 if spec.blank_first else len(charset) - 1
         self.channels = 1 if spec.color == "gray" else 3
         self.width, self.height = spec.input_size
-        shape = session.get_inputs()[0].shape
+        shape = runner.input_shape
         # a width-free input is read keeping the crop's aspect (PaddleOCR) unless the model is
         # trained on stretched crops (resize = "stretch"), which still reads two-line views wide
         self.dynamic_width = not isinstance(shape[3], int)
         self.keep_aspect = self.dynamic_width and spec.extra.get("resize") != "stretch"
-        self.input_name = session.get_inputs()[0].name
         self.outputs_probs: bool | None = None  # probabilities or logits (softmax here)
-        classes = session.get_outputs()[0].shape[-1]
+        classes = runner.output_shapes[0][-1]
         if isinstance(classes, int) and classes != len(charset):
             raise ModelError(f"model {spec.id}: output has {classes} classes but its character "
                              f"list gives {len(charset)} (blank included); wrong charset file")
@@ -131,18 +119,13 @@ class CtcRecogniser:
         if spec.layout != "ctc":
             raise ModelError(f"model {spec.id}: layout {spec.layout!r} is not a CTC recogniser; "
                              f"choose a plate_reader with layout = \"ctc\"")
-        models = getattr(config, "models", None)
-        if models is None or models.verify_sha256:
-            verify_file(spec, path)
-        session = cls._open_session(spec, path, models)
-        channels = 1 if spec.color == "gray" else 3
+        runner = ModelRunner.load(config, spec, path=path)  # type: ignore[arg-type]
         width = spec.input_size[0] or None
-        check_input_shape(session, (None, channels, spec.input_size[1] or None, None), spec.id)
-        shape = session.get_inputs()[0].shape
+        shape = runner.input_shape
         if isinstance(shape[3], int) and width is not None and shape[3] != width:
             raise ModelError(f"model {spec.id}: input width {shape[3]} differs from models.toml "
                              f"input_size {list(spec.input_size)}; fix input_size")
-        recogniser = cls(spec, session, load_charset(spec, path, session))
+        recogniser = cls(spec, runner, load_charset(spec, path, runner))
         recogniser.read(np.full((spec.input_size[1] or 32, (spec.input_size[0] or 96)), 127,
                                 np.uint8))
         return recogniser
@@ -152,20 +135,9 @@ class CtcRecogniser:
         """The recogniser named by ``config.models.plate_reader`` (or ``model_id``)."""
         return cls.from_spec(*spec_and_path(config, model_id), config)
 
-    # The model session is opened and run only in the next two methods.
-    @staticmethod
-    def _open_session(spec: ModelSpec, path: Path, models: object | None,
-                      ) -> ort.InferenceSession:
-        """The onnxruntime session of the model file (providers and threads from config)."""
-        return create_session(
-            path, name=spec.id,
-            providers=list(models.providers) if models is not None else None,  # type: ignore[attr-defined]
-            intra_op_threads=models.intra_op_threads if models is not None else 0,  # type: ignore[attr-defined]
-        )
-
     def infer(self, batch: np.ndarray, count: int) -> np.ndarray:
         """[N, T, C] class probabilities of a prepared batch."""
-        out = self.session.run(None, {self.input_name: batch})[0]
+        out = self.runner.run(batch)[0]
         if out.ndim != 3 or out.shape[0] != count:
             raise ModelError(f"model {self.spec.id}: output shape {out.shape} is not "
                              f"[N, T, classes]; layout ctc expects that")
@@ -185,12 +157,12 @@ class CtcRecogniser:
             h, w = crop.shape[:2]
             target = min(width, max(8, math.ceil(self.height * w / h)))
             img = resize_crop(crop, target, self.height, self.spec.color)
-            x = normalise(img, self.spec.scale, self.spec.mean, self.spec.std)
+            x = normalise(img, self.spec)
             out = np.zeros((x.shape[0], self.height, width), np.float32)
             out[:, :, :target] = x
             return out
         img = resize_crop(crop, self.width, self.height, self.spec.color)
-        return normalise(img, self.spec.scale, self.spec.mean, self.spec.std)
+        return normalise(img, self.spec)
 
     def prepare_view(self, view: np.ndarray) -> np.ndarray:
         """An image already laid out for the model (uint8 HxWxC, the model's height) as input,
@@ -198,7 +170,7 @@ class CtcRecogniser:
         if not self.dynamic_width:
             view = cv2.resize(view, (self.width, self.height), interpolation=cv2.INTER_AREA)
             view = view[..., None] if view.ndim == 2 else view
-        return normalise(view, self.spec.scale, self.spec.mean, self.spec.std)
+        return normalise(view, self.spec)
 
     def batch_width(self, crops: Sequence[np.ndarray]) -> int:
         """The input width a batch of these crops is read at."""

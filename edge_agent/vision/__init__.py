@@ -1,1 +1,2 @@
-"""Vision: ONNX sessions, vehicle detection, text detection, scene signatures."""
+"""Vision: vehicle detection, text detection, scene signatures and the photo pipeline (models
+run through edge_agent.inference; plates are edge_agent.plates)."""

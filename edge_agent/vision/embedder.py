@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
 from edge_agent.config import GotchaConfig
 from edge_agent.errors import ModelError
-from edge_agent.vision.catalog import ModelSpec, get_spec, load_catalog
-from edge_agent.vision.loading import load_model
+from edge_agent.inference.catalog import ModelSpec, get_spec, load_catalog
+from edge_agent.inference.preprocess import to_batch
+from edge_agent.inference.runner import ModelRunner, load_runner
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,7 @@ class Embedder:
     """Runs one backbone and returns L2-normalised feature vectors, one per image."""
 
     spec: ModelSpec
-    session: Any
-    input_name: str
+    runner: ModelRunner
     output_name: str
 
     @classmethod
@@ -91,41 +90,25 @@ class Embedder:
         if wanted is not None and not isinstance(wanted, str):
             raise ModelError(f"model {model_id}: feature_output must be a tensor name, got "
                              f"{wanted!r}; fix models.toml")
-        loaded = load_model(config, model_id, "scene_embedder", edit=edit)
-        outputs = loaded.output_names
+        runner = load_runner(config, model_id, "scene_embedder", edit=edit)
+        outputs = runner.output_names
         output = chosen.get("name") or (wanted if wanted in outputs else None)
-        if output is None and len(outputs) == 1 and _is_embedding(loaded.session, spec):
+        if output is None and len(outputs) == 1 and _is_embedding(runner, spec):
             output = outputs[0]
         if output is None or output not in outputs:
             raise ModelError(f"model {model_id}: no feature output found (outputs {outputs}); "
                              "install the 'onnx' package or run scripts/expose_features.py")
         log.debug("scene embedder %s: output %s", model_id, output)
-        return cls(loaded.spec, loaded.session, loaded.input_name, output)
-
-    def preprocess(self, images_bgr: list[np.ndarray]) -> np.ndarray:
-        """Resize (no letterbox: the whole view matters), colour order, scale, normalise."""
-        width, height = self.spec.input_size
-        batch = []
-        for image in images_bgr:
-            resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            if self.spec.color == "rgb":
-                resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-            x = resized.astype(np.float32) / self.spec.scale
-            if self.spec.mean is not None:
-                x -= np.asarray(self.spec.mean, np.float32)
-            if self.spec.std is not None:
-                x /= np.asarray(self.spec.std, np.float32)
-            batch.append(x.transpose(2, 0, 1))
-        return np.ascontiguousarray(np.stack(batch))
+        return cls(runner.spec, runner, output)
 
     def embed(self, images_bgr: list[np.ndarray]) -> np.ndarray:
-        """(N, D) float32, each row of unit length."""
-        try:
-            (out,) = self.session.run([self.output_name],
-                                      {self.input_name: self.preprocess(images_bgr)})
-        except Exception as exc:  # onnxruntime raises several unrelated types
-            raise ModelError(f"model {self.spec.id}: inference failed "
-                             f"({type(exc).__name__}: {str(exc)[:120]})") from exc
+        """(N, D) float32, each row of unit length.
+
+        Images are stretched to the input size (no letterbox: the whole view matters) with
+        pixel-area averaging even when enlarged, as the scene figures were measured.
+        """
+        batch = to_batch(images_bgr, self.spec, interpolation=cv2.INTER_AREA)
+        (out,) = self.runner.run(batch, [self.output_name])
         feats = np.asarray(out, np.float32).reshape(len(images_bgr), -1)
         norms = np.linalg.norm(feats, axis=1, keepdims=True)
         return feats / np.maximum(norms, 1e-12)
@@ -151,7 +134,7 @@ def _edit_for_features(data: bytes, model_id: str, wanted: str | None,
     return edited
 
 
-def _is_embedding(session: Any, spec: ModelSpec) -> bool:
+def _is_embedding(runner: ModelRunner, spec: ModelSpec) -> bool:
     """A single output that is not an ImageNet classifier's 1000 logits is taken as the feature."""
-    shape = session.get_outputs()[0].shape
+    shape = runner.output_shapes[0]
     return spec.layout == "embedding" and not (len(shape) == 2 and shape[-1] == 1000)

@@ -1,8 +1,8 @@
 """Photo in, vehicles and read plates out: detector -> plate locator -> reader -> grammar.
 
 Why a pipeline object: models load once (checked and warmed up at start), and every photo
-gets the same stages with their wall times and the bare model times, so the benchmark can
-see how much the glue around the models costs.
+gets the same stages with their wall times and the bare model times (read off each model's
+ModelRunner clock), so the benchmark can see how much the glue around the models costs.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_agent.config import GotchaConfig
+from edge_agent.inference.runner import ModelRunner
 from edge_agent.plates.locate import LocatedPlate, PlateLocator
 from edge_agent.results import PhotoResult, PlateDetection, PlateRead, TokenRead
 from edge_agent.vision.vehicle_detector import VehicleDetector, VehicleFinding
-from edge_agent.vision.yolo_model import InferenceClock
 
 log = logging.getLogger(__name__)
 
@@ -26,29 +26,9 @@ STAGES = ("decode", "vehicle", "plate_locate", "plate_read", "total")
 
 
 class PlateReader(Protocol):
+    runner: ModelRunner  # its model, whose clock holds the reader's bare inference time
+
     def read_batch(self, crops: list[np.ndarray]) -> list[TokenRead]: ...
-
-
-class TimedSession:
-    """Wraps an onnxruntime session so time spent in ``run`` is added to a clock.
-
-    Used for the plate reader, whose session belongs to the OCR module: the benchmark needs its
-    bare inference time without the reader having to know about the benchmark.
-    """
-
-    def __init__(self, session: Any, clock: InferenceClock) -> None:
-        self._session = session
-        self._clock = clock
-
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return self._session.run(*args, **kwargs)
-        finally:
-            self._clock.add((time.perf_counter() - start) * 1000.0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
 
 
 class VisionPipeline:
@@ -60,10 +40,6 @@ class VisionPipeline:
         self.detector = detector
         self.locator = locator
         self.reader = reader
-        self.reader_clock = InferenceClock()
-        session = getattr(reader, "session", None)
-        if session is not None and not isinstance(session, TimedSession):
-            reader.session = TimedSession(session, self.reader_clock)  # type: ignore[union-attr]
 
     @classmethod
     def from_config(cls, config: GotchaConfig, *, with_reader: bool = True) -> VisionPipeline:
@@ -79,11 +55,12 @@ class VisionPipeline:
         return cls(config, detector, locator, reader)
 
     def clocks(self) -> dict[str, float]:
-        """Bare inference ms so far, per stage (monotonic; diff two snapshots)."""
+        """Bare inference ms so far, per stage, from the models' runners (monotonic; diff two
+        snapshots)."""
         return {
             "vehicle": self.detector.clock.total_ms if self.detector else 0.0,
             "plate_locate": self.locator.inference_ms(),
-            "plate_read": self.reader_clock.total_ms,
+            "plate_read": self.reader.runner.clock.total_ms if self.reader is not None else 0.0,
         }
 
     def process_path(self, path: Path) -> tuple[Any, PhotoResult]:

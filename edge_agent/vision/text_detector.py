@@ -9,7 +9,6 @@ OpenCV code, tested on synthetic maps.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import cv2
@@ -17,9 +16,9 @@ import numpy as np
 
 from edge_agent.config import GotchaConfig
 from edge_agent.errors import ModelError
-from edge_agent.vision import yolo
-from edge_agent.vision.catalog import ModelSpec, get_spec, load_catalog
-from edge_agent.vision.yolo_model import InferenceClock, load_checked_session
+from edge_agent.inference.catalog import ModelSpec, get_spec, load_catalog
+from edge_agent.inference.preprocess import resize, to_tensor
+from edge_agent.inference.runner import InferenceClock, ModelRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +118,12 @@ class TextDetector:
                              "detector; fix models.toml")
         self.spec = spec
         self.limit_side = limit_side
-        self.path, self.session = load_checked_session(spec, config)
-        inputs = self.session.get_inputs()[0]
-        if len(inputs.shape) != 4:
-            raise ModelError(f"model {spec.id}: input {inputs.shape} is not NCHW; fix models.toml")
-        self.input_name = inputs.name
-        self.clock = InferenceClock()
-        self.detect(np.zeros((64, 64, 3), np.uint8))  # warm-up: first run allocates
-        self.clock = InferenceClock()
+        self.runner = ModelRunner.load(config, spec)  # checks NCHW input, warms up once
+
+    @property
+    def clock(self) -> InferenceClock:
+        """Bare inference time of this detector (its runner's)."""
+        return self.runner.clock
 
     @classmethod
     def from_config(cls, config: GotchaConfig, model_id: str = "ppocrv4-det") -> TextDetector:
@@ -137,12 +134,8 @@ class TextDetector:
         height, width = image_bgr.shape[:2]
         new_w, new_h = db_input_size(width, height, self.limit_side)
         interp = cv2.INTER_AREA if new_w < width else cv2.INTER_LINEAR
-        resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
-        tensor = yolo.to_tensor(resized, self.spec.color, self.spec.scale, self.spec.mean,
-                                self.spec.std)
-        start = time.perf_counter()
-        output = self.session.run(None, {self.input_name: tensor})[0]
-        self.clock.add((time.perf_counter() - start) * 1000.0)
+        output = self.runner.run(to_tensor(resize(image_bgr, (new_w, new_h), interp),
+                                           self.spec))[0]
         prob = output.reshape(output.shape[-2], output.shape[-1])
         return db_postprocess(prob, width / new_w, height / new_h, box_threshold=box_threshold)
 

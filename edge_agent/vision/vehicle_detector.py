@@ -15,8 +15,8 @@ import numpy as np
 from edge_agent.config import GotchaConfig
 from edge_agent.detections import TURNS, Detections
 from edge_agent.errors import ModelError
+from edge_agent.inference.catalog import ModelSpec, get_spec, load_catalog
 from edge_agent.results import VEHICLE_CLASSES, Box, Vehicle
-from edge_agent.vision.catalog import ModelSpec, get_spec, load_catalog
 from edge_agent.vision.yolo_model import YoloModel
 
 PERSON_CLASS_ID = 0  # COCO "person"; used when the catalog's labels do not name one

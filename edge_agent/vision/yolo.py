@@ -1,103 +1,22 @@
-"""Pure pre- and post-processing for YOLO-family detectors (no model, no session).
+"""Pure post-processing for YOLO-family detectors (no model, no session); the letterbox that
+feeds them is edge_agent.inference.preprocess's.
 
-Why pure functions: letterboxing, decoding and NMS are where detectors silently go wrong (a box
-shifted by the padding, a class column off by one). As plain numpy they are tested on synthetic
-arrays, and one code path serves ultralytics exports (``[1, 4+C, N]``) and YOLOX raw grids
-(``[1, N, 5+C]``) at any input size.
+Why pure functions: decoding, NMS and undoing the letterbox are where detectors silently go
+wrong (a box shifted by the padding, a class column off by one). As plain numpy they are tested
+on synthetic arrays, and one code path serves ultralytics exports (``[1, 4+C, N]``) and YOLOX
+raw grids (``[1, N, 5+C]``) at any input size.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from edge_agent.detections import Detections
+from edge_agent.inference.preprocess import Letterbox
 
-PAD_VALUE = 114
 YOLOX_STRIDES = (8, 16, 32)
-
-
-@dataclass(frozen=True, slots=True)
-class Letterbox:
-    """How an image was fitted into the network input: ``input = original * scale + pad``."""
-
-    scale: float
-    pad_x: float
-    pad_y: float
-    width: int  # original image size
-    height: int
-
-
-def letterbox(
-    image: np.ndarray,
-    size: tuple[int, int],
-    mode: Literal["center", "topleft"] = "center",
-    pad_value: int = PAD_VALUE,
-    out: np.ndarray | None = None,
-) -> tuple[np.ndarray, Letterbox]:
-    """Fit ``image`` (H, W, 3) into ``size`` = (width, height) keeping its aspect ratio.
-
-    ``out`` (shape (height, width, 3), uint8) is reused when given, so a detector running on
-    every frame does not allocate a canvas each time.
-    """
-    in_w, in_h = size
-    height, width = image.shape[:2]
-    if height == 0 or width == 0:
-        raise ValueError(f"letterbox: empty image of shape {image.shape}")
-    scale = min(in_w / width, in_h / height)
-    new_w = max(1, min(in_w, round(width * scale)))
-    new_h = max(1, min(in_h, round(height * scale)))
-    if mode == "center":
-        pad_x, pad_y = (in_w - new_w) // 2, (in_h - new_h) // 2
-    else:
-        pad_x = pad_y = 0
-    canvas = out if out is not None and out.shape == (in_h, in_w, 3) else np.empty(
-        (in_h, in_w, 3), np.uint8)
-    canvas[...] = pad_value
-    region = canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w]
-    if (new_w, new_h) == (width, height):
-        region[...] = image
-    else:
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        cv2.resize(image, (new_w, new_h), dst=region, interpolation=interp)
-    return canvas, Letterbox(scale, float(pad_x), float(pad_y), width, height)
-
-
-def to_tensor(
-    canvas: np.ndarray,
-    color: Literal["rgb", "bgr", "gray"] = "rgb",
-    scale: float = 255.0,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """BGR uint8 (H, W, 3) -> float32 NCHW (1, 3, H, W) with the catalog's colour and scaling.
-
-    Writes straight into ``out`` (reused between calls) channel by channel: one pass, no
-    intermediate float image.
-    """
-    height, width = canvas.shape[:2]
-    channels = 1 if color == "gray" else 3
-    shape = (1, channels, height, width)
-    tensor = out if out is not None and out.shape == shape else np.empty(shape, np.float32)
-    if color == "gray":
-        tensor[0, 0] = cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY)
-        order: tuple[int, ...] = (0,)
-    else:
-        order = (2, 1, 0) if color == "rgb" else (0, 1, 2)
-        for dst, src in enumerate(order):
-            tensor[0, dst] = canvas[:, :, src]
-    if scale != 1.0:
-        tensor *= np.float32(1.0 / scale)
-    if mean is not None or std is not None:
-        m = np.asarray(mean or (0.0,) * channels, np.float32).reshape(1, channels, 1, 1)
-        s = np.asarray(std or (1.0,) * channels, np.float32).reshape(1, channels, 1, 1)
-        tensor -= m
-        tensor /= s
-    return tensor
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:

@@ -1,13 +1,15 @@
-"""The one onnxruntime session factory every model goes through.
+"""Provider choice and onnxruntime session creation: the one place a session is made.
 
-Why one factory: the provider order (TensorRT, CUDA, CPU), thread counts and the load-time checks
-(file present, loads, input shape as models.toml says) must be the same for every model, and a
-Jetson differs from a Raspberry Pi only in configuration.
+Why one factory: the provider order (TensorRT, CUDA, CPU), thread counts, the TensorRT engine
+cache and the load-time checks (file present, loads, input shape as models.toml says) must be
+the same for every model, and a Jetson differs from a Raspberry Pi only in configuration.
+Only edge_agent.inference.runner calls it; everything else runs models through a ModelRunner.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +103,15 @@ def create_session(
 
 
 def check_input_shape(
-    session: ort.InferenceSession, expected: tuple[int | None, ...], name: str
+    actual: Sequence[object], expected: tuple[int | None, ...], name: str
 ) -> None:
-    """Fail at load, not at first frame, when an export's input shape differs from the catalog.
+    """Fail at load, not at first frame, when an export's input shape (``actual``, as the
+    session lists it) differs from the catalog's ``expected``.
 
     ``None`` in ``expected`` and symbolic dims in the model match anything. With a 4-D (NCHW)
     input the batch must be 1 or symbolic: the pipelines feed one image (or a batch of crops).
     """
-    actual = session.get_inputs()[0].shape
+    actual = list(actual)
     if len(actual) != len(expected):
         raise ModelError(f"model {name}: input has {len(actual)} dims {actual}, models.toml "
                          f"expects {list(expected)}; fix input_size/layout in models.toml")

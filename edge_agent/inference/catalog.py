@@ -28,6 +28,22 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REQUIRED = ("kind", "file", "layout", "input_size")
 
+# Model-specific keys, kept in ModelSpec.extra: name -> (types allowed, what the value must be).
+# A key not here and not a ModelSpec field is a typo, refused at parse time.
+EXTRA_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "feature_output": ((str,), "a tensor name"),  # scene_embedder: the pooled features
+    "resize": ((str,), "a string"),  # ctc: "stretch" = stretched to input_size even if width-free
+    "two_line": ((str,), "a string"),  # ctc: "split" = also read crops as two-line plates
+    "two_line_max_aspect": ((int, float), "a number"),
+    "region_check": ((bool,), "true or false"),  # ctc: plate colour says region or none
+    "sure_read": ((int, float), "a number"),  # ctc: every character this sure: no second look
+    "zoom": ((bool,), "true or false"),  # ctc: doubtful reads read again cut to their text
+    "level": ((bool,), "true or false"),  # ctc: doubtful reads read again with the plate level
+    "region_prior": ((str,), "a string"),  # ctc: "fleet" = weigh regions by registrations
+    "decode": ((str,), "a string"),  # ctc: plate | greedy | auto
+    "constrain": ((str,), "a string"),  # ctc: fallback | always
+}
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -50,7 +66,7 @@ class ModelSpec:
     source: str | None = None
     charset: str | None = None  # ctc: file name next to the model, "metadata:<key>", or inline
     blank_first: bool = True  # ctc: index 0 is the blank (else the last index)
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)  # the EXTRA_KEYS it sets
 
     @property
     def packaged(self) -> bool:
@@ -122,7 +138,7 @@ def check_sha256(spec: ModelSpec, path: Path, actual: str) -> None:
 
 def verify_file(spec: ModelSpec, path: Path) -> None:
     """Raise ModelError when the file's sha256 differs from the catalog's (hashes every time;
-    edge_agent.vision.loading keeps a cache for start-up)."""
+    edge_agent.inference.hash_cache keeps a cache for start-up)."""
     if spec.sha256:
         check_sha256(spec, path, file_sha256(path))
 
@@ -167,10 +183,34 @@ def _labels(where: str, value: object) -> dict[int, str]:
     return labels
 
 
+def known_keys() -> tuple[str, ...]:
+    """Every key a [models.<id>] entry may hold: ModelSpec's fields, then EXTRA_KEYS."""
+    fields = tuple(name for name in ModelSpec.__dataclass_fields__ if name not in ("id", "extra"))
+    return fields + tuple(EXTRA_KEYS)
+
+
+def _extra(where: str, entry: dict[str, Any]) -> dict[str, object]:
+    """The entry's model-specific keys, type-checked; ConfigError naming an unknown key."""
+    fields = set(ModelSpec.__dataclass_fields__) - {"id", "extra"}
+    extra: dict[str, object] = {}
+    for key, value in entry.items():
+        if key in fields:
+            continue
+        if key not in EXTRA_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}; known keys: "
+                              f"{', '.join(known_keys())}")
+        types, wanted = EXTRA_KEYS[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ConfigError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+        extra[key] = value
+    return extra
+
+
 def _parse_entry(model_id: str, entry: object, origin: str) -> ModelSpec:
     where = f"{origin} [models.{model_id}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table of keys, got {entry!r}")
+    extra = _extra(where, entry)
     for key in _REQUIRED:
         if key not in entry:
             raise ConfigError(f"{where}: missing key '{key}'")
@@ -200,7 +240,6 @@ def _parse_entry(model_id: str, entry: object, origin: str) -> ModelSpec:
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
         raise ConfigError(f"{where}: 'scale' must be a positive number, got {scale!r}")
     channels = 1 if color == "gray" else 3
-    known = set(ModelSpec.__dataclass_fields__) - {"id", "extra"}
     return ModelSpec(
         id=model_id,
         kind=kind,  # type: ignore[arg-type]
@@ -219,7 +258,7 @@ def _parse_entry(model_id: str, entry: object, origin: str) -> ModelSpec:
         source=_optional_str(where, entry, "source"),
         charset=_optional_str(where, entry, "charset"),
         blank_first=bool(entry.get("blank_first", True)),
-        extra={k: v for k, v in entry.items() if k not in known},
+        extra=extra,
     )
 
 
@@ -229,6 +268,10 @@ def parse_catalog(text: str, origin: str = "models.toml") -> dict[str, ModelSpec
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin} is not valid TOML: {exc}") from exc
+    unknown = [key for key in data if key != "models"]
+    if unknown:
+        raise ConfigError(f"{origin}: unknown top-level key {unknown[0]!r}; the file holds "
+                          f"only [models.<id>] entries")
     models = data.get("models", {})
     if not isinstance(models, dict):
         raise ConfigError(f"{origin}: 'models' must be a table of [models.<id>] entries")

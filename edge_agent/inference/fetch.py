@@ -26,7 +26,7 @@ from pathlib import Path
 from edge_agent import __version__
 from edge_agent.durable import fsync_dir
 from edge_agent.errors import ModelError
-from edge_agent.vision.catalog import ModelSpec, file_sha256
+from edge_agent.inference.catalog import ModelSpec, file_sha256
 
 log = logging.getLogger(__name__)
 

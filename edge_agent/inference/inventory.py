@@ -11,8 +11,9 @@ from pathlib import Path
 
 from edge_agent.config import GotchaConfig
 from edge_agent.errors import GotchaError
-from edge_agent.vision.catalog import BUNDLED_DIR, ModelSpec, check_sha256, file_sha256
-from edge_agent.vision.loading import hash_cache_for, open_model
+from edge_agent.inference.catalog import BUNDLED_DIR, ModelSpec, check_sha256, file_sha256
+from edge_agent.inference.hash_cache import hash_cache_for
+from edge_agent.inference.runner import ModelRunner
 
 # config.models fields that name a catalog entry, and the kind each must be
 CONFIGURED_KINDS = {
@@ -103,11 +104,11 @@ def verify_model(config: GotchaConfig, spec: ModelSpec) -> VerifyResult:
         path = spec.resolve(config.models.dir)
         if spec.sha256:
             check_sha256(spec, path, file_sha256(path))
-        loaded = open_model(config, spec, verify=False)
+        runner = ModelRunner.load(config, spec, path=path, verify=False)
     except (GotchaError, OSError) as exc:
         return VerifyResult(spec.id, False, str(exc))
-    shape = [d if isinstance(d, int) else "?" for d in loaded.session.get_inputs()[0].shape]
+    shape = [d if isinstance(d, int) else "?" for d in runner.input_shape]
     sha = "sha256 ok" if spec.sha256 else "no sha256 pinned"
-    provider = loaded.providers[0].removesuffix("ExecutionProvider")
+    provider = runner.providers[0].removesuffix("ExecutionProvider")
     return VerifyResult(spec.id, True, f"{path}: {sha}, loads on {provider}, input "
-                                       f"{loaded.input_name} {shape}, warm-up ok")
+                                       f"{runner.input_name} {shape}, warm-up ok")
