@@ -319,7 +319,6 @@ def test_reading_options_come_from_the_models_toml_entry_and_the_config(config) 
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    ({"sure_read": 0.9}, "plates.sure_read"),
     ({"decode": "beam"}, "decode 'beam' is unknown"),
     ({"constrain": "never"}, "constrain 'never' is unknown"),
     ({"two_line_max_aspect": "wide"}, "fix its models.toml entry"),

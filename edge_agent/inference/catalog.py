@@ -30,13 +30,17 @@ _REQUIRED = ("kind", "file", "layout", "input_size")
 
 # Model-specific keys, kept in ModelSpec.extra: name -> (types allowed, what the value must be).
 # A key not here and not a ModelSpec field is a typo, refused at parse time.
+MOVED_KEYS = {
+    "sure_read": "set plates.sure_read in the config (gotcha.toml); every threshold on plate "
+                 "reads lives there",
+}
+"""Keys that once belonged here, with where they live now."""
 EXTRA_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "feature_output": ((str,), "a tensor name"),  # scene_embedder: the pooled features
     "resize": ((str,), "a string"),  # ctc: "stretch" = stretched to input_size even if width-free
     "two_line": ((str,), "a string"),  # ctc: "split" = also read crops as two-line plates
     "two_line_max_aspect": ((int, float), "a number"),
     "region_check": ((bool,), "true or false"),  # ctc: plate colour says region or none
-    "sure_read": ((int, float), "a number"),  # ctc: every character this sure: no second look
     "zoom": ((bool,), "true or false"),  # ctc: doubtful reads read again cut to their text
     "level": ((bool,), "true or false"),  # ctc: doubtful reads read again with the plate level
     "region_prior": ((str,), "a string"),  # ctc: "fleet" = weigh regions by registrations
@@ -196,6 +200,8 @@ def _extra(where: str, entry: dict[str, Any]) -> dict[str, object]:
     for key, value in entry.items():
         if key in fields:
             continue
+        if key in MOVED_KEYS:
+            raise ConfigError(f"{where}: '{key}' is no longer a models.toml key; {MOVED_KEYS[key]}")
         if key not in EXTRA_KEYS:
             raise ConfigError(f"{where}: unknown key {key!r}; known keys: "
                               f"{', '.join(known_keys())}")

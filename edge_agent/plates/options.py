@@ -48,9 +48,6 @@ class ReadingOptions:
         crops at their own aspect (PaddleOCR), which leaves no room for the zoomed, two-line and
         levelled looks."""
         extra = spec.extra
-        if "sure_read" in extra:
-            raise ModelError(f"model {spec.id}: sure_read is no longer a models.toml key; set "
-                             f"plates.sure_read in the config (gotcha.toml)")
         prior = extra.get("region_prior")
         if prior not in (None, "fleet"):
             raise ModelError(f"model {spec.id}: region_prior {prior!r} is unknown; use \"fleet\" "
