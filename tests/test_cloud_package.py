@@ -35,8 +35,10 @@ def test_zips_are_small_and_self_contained(tmp_path, mysql_database, moto_s3):
         assert path.stat().st_size == size < LIMIT
         names = zipfile.ZipFile(path).namelist()
         assert "cloud_sync/handlers.py" in names and "pymysql/__init__.py" in names
+        assert "piexif/__init__.py" in names  # raw_handler reads raw photos' EXIF
         assert not [n for n in names if n.split("/")[0] not in (
-            "cloud_sync", "pymysql") and not n.split("/")[0].lower().startswith("pymysql-")]
+            "cloud_sync", "pymysql", "piexif") and not n.split("/")[0].lower().startswith(
+                ("pymysql-", "piexif-"))]
 
     conn = fresh_db(mysql_database)
     s3 = moto_s3.client()
