@@ -106,7 +106,9 @@ def create_app(service: VisionService) -> FastAPI:
         return JSONResponse({"ready": True, "reason": None})
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=secured,
-             tags=["health"], responses={401: ERRORS[401]})
+             tags=["health"], responses={401: {
+                 "description": ERRORS[401]["description"], "content": {"application/json": {
+                     "schema": {"$ref": "#/components/schemas/ErrorAnswer"}}}}})
     async def get_metrics() -> PlainTextResponse:
         """Prometheus text: requests by route and status, latencies, stages, in flight."""
         return PlainTextResponse(metrics.render(),
