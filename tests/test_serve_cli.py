@@ -131,3 +131,16 @@ def test_loopback_addresses_need_no_key(host: str) -> None:
     from edge_agent.service.server import check_exposure
 
     check_exposure(GotchaConfig(), host)
+
+
+def test_readyz_says_when_the_models_are_not_loaded() -> None:
+    import asyncio
+
+    from edge_agent.config import GotchaConfig
+    from edge_agent.service.app import create_app
+    from edge_agent.service.core import VisionService
+
+    app = create_app(VisionService(GotchaConfig(), None, None))
+    route = next(r for r in app.routes if getattr(r, "path", "") == "/readyz")
+    answer = asyncio.run(route.endpoint())
+    assert answer.status_code == 503 and b"models not loaded" in answer.body

@@ -80,7 +80,6 @@ def create_app(service: VisionService) -> FastAPI:
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="gotcha-work")
     keys = tuple(k.get_secret_value().encode("utf-8") for k in settings.api_keys)
     app.state.service, app.state.metrics, app.state.pool = service, metrics, pool
-    app.state.ready = True
 
     async def require_key(key: Annotated[str | None, Depends(api_key_header)] = None) -> None:
         if keys and not key_matches((key or "").encode("utf-8"), keys):
@@ -100,9 +99,10 @@ def create_app(service: VisionService) -> FastAPI:
     @app.get("/readyz", response_model=ReadyAnswer, tags=["health"],
              responses={503: {"model": ReadyAnswer}})
     async def readyz() -> JSONResponse:
-        """Readiness: the models are loaded and the service is not stopping."""
-        if not app.state.ready:
-            return JSONResponse({"ready": False, "reason": "stopping"}, status_code=503)
+        """Readiness: the models are loaded."""
+        if service.pipeline is None or service.matcher is None:
+            return JSONResponse({"ready": False, "reason": "models not loaded"},
+                                status_code=503)
         return JSONResponse({"ready": True, "reason": None})
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=secured,
