@@ -103,10 +103,9 @@ class RequestGuard:
             await self._handle(scope, receive, sending)
         except _Refused as exc:
             self.metrics.shed(exc.reason)
-            extra = ([(b"retry-after", str(self.settings.retry_after_s).encode())]
-                     if exc.status == 503 else [])
-            if exc.status != 401:
-                extra.append((b"connection", b"close"))
+            extra = [(b"connection", b"close")]  # the unread body must not start a request
+            if exc.status == 503:
+                extra.append((b"retry-after", str(self.settings.retry_after_s).encode()))
             await send_json(sending, exc.status, {"error": str(exc), "status": exc.status},
                             extra)
         except _ClientGone:
