@@ -371,6 +371,16 @@ def test_metrics_count_routes_statuses_stages(server: ServiceServer, photo_bytes
     assert "gotcha_http_in_flight 1" in text  # this very request
 
 
+def test_stopping_ends_the_worker_threads(models_dir: Path) -> None:
+    before = set(threading.enumerate())
+    server = create_server(service_config(models_dir), "127.0.0.1", 0).start()
+    photo = (shared_path("data/scenes/korea-a") / PHOTO).read_bytes()
+    assert call(server.url + "/process_metadata", photo)[0] == 200
+    server.stop()
+    assert not [t for t in set(threading.enumerate()) - before
+                if t.name.startswith("gotcha-")], "threads outlived the server"
+
+
 def test_openapi_document_is_served_and_checked_in(server: ServiceServer) -> None:
     from edge_agent.service import openapi
 

@@ -4,6 +4,7 @@ the agent; `--write-openapi PATH` writes the API document and exits."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -40,12 +41,8 @@ def serve(
     typer.echo(f"gotcha serve: listening on {server.url} (POST /process_metadata, "
                f"POST /compare_background, GET /healthz /readyz /metrics /openapi.json); "
                f"Ctrl-C stops", err=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn stopped cleanly first
         server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.sock.close()
     typer.echo("gotcha serve: stopped", err=True)
 
 

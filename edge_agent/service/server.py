@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -107,8 +108,10 @@ def bind(host: str, port: int) -> socket.socket:
 class ServiceServer:
     """uvicorn serving ``asgi`` on ``sock``; run() in this thread or start() in another."""
 
-    def __init__(self, asgi: Any, config: GotchaConfig, sock: socket.socket) -> None:
+    def __init__(self, asgi: Any, config: GotchaConfig, sock: socket.socket,
+                 on_stop: Callable[[], None] | None = None) -> None:
         settings = config.service
+        self.on_stop = on_stop  # e.g. the worker pool's shutdown
         protocol = type("GotchaH11Protocol", (HeaderDeadlineProtocol,),
                         {"header_timeout_s": settings.header_timeout_s})
         capacity = settings.workers + settings.queue
@@ -126,7 +129,16 @@ class ServiceServer:
 
     def run(self) -> None:
         """Serve until SIGINT/SIGTERM (uvicorn re-raises the signal after a clean stop)."""
-        self.server.run(sockets=[self.sock])
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self.sock.close()
+        if self.on_stop is not None:
+            self.on_stop()
+            self.on_stop = None
 
     def start(self) -> ServiceServer:
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
@@ -142,7 +154,7 @@ class ServiceServer:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(30)
-        self.sock.close()
+        self._release()
 
 
 def create_server(config: GotchaConfig, host: str = "127.0.0.1", port: int = 8080,
@@ -154,4 +166,5 @@ def create_server(config: GotchaConfig, host: str = "127.0.0.1", port: int = 808
     check_exposure(config, host)
     service = service or VisionService.from_config(config)
     app = create_app(service)
-    return ServiceServer(app.state.guard, config, bind(host, port))
+    return ServiceServer(app.state.guard, config, bind(host, port),
+                         on_stop=lambda: app.state.pool.shutdown(wait=True))
