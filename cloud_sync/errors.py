@@ -24,3 +24,15 @@ class PhotosNotReadyError(CloudError):
 
 class DatabaseError(CloudError):
     """The database cannot be reached, or a statement failed in a way retrying will not fix."""
+
+
+class ServiceUnavailableError(CloudError):
+    """The vision service did not answer after every retry (recorded; the event is retried)."""
+
+
+class PhotoRefusedError(CloudError):
+    """The vision service refused a raw photo (a 4xx that retrying will not change)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the vision service refused the photo ({status}): {message}")
+        self.status = status

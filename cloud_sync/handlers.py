@@ -1,4 +1,5 @@
-"""AWS Lambda entry points: ``cloud_sync.handlers.ingest_handler`` and ``promote_handler``.
+"""AWS Lambda entry points: ``cloud_sync.handlers.ingest_handler``, ``raw_handler`` and
+``promote_handler``.
 
 Lean on purpose (boto3 from the Lambda runtime; pymysql, gotcha_contracts and this package in
 the zip): no numpy, OpenCV, onnxruntime, pydantic or edge_agent is imported here. The database
@@ -12,7 +13,7 @@ import logging
 import os
 from typing import Any
 
-from cloud_sync import db, ingest, promote
+from cloud_sync import db, ingest, pairing, promote
 from cloud_sync.config import db_settings_from_env, s3_settings_from_env
 from gotcha_contracts.rules import DEFAULT_RULES
 
@@ -58,10 +59,24 @@ def ingest_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     return summary
 
 
+def raw_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """S3 ObjectCreated on ``raw/`` -> the vision service (GOTCHA_SERVICE_URL, _API_KEY) ->
+    sightings in `temporary`. Raises ServiceUnavailableError (Lambda retries the event) after
+    recording photos the service could not read."""
+    from cloud_sync import raw
+    from cloud_sync.service_client import ServiceClient, service_settings_from_env
+
+    client = ServiceClient(service_settings_from_env(os.environ))
+    summary = raw.handle_event(event, connection(), s3_client(), client)
+    log.info("raw: %s", {k: v for k, v in summary.items() if k != "outcomes"})
+    return summary
+
+
 def promote_handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
-    """Scheduled (EventBridge): promote pending rows. Optional event keys: batch_size,
-    max_batches."""
+    """Scheduled (EventBridge): pair raw-photo sightings into reports, then promote pending
+    rows. Optional event keys: batch_size, max_batches."""
     event = event or {}
+    paired = pairing.pair_sightings(connection(), rules=DEFAULT_RULES)
     budget_s = None
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         budget_s = max(0.0, (context.get_remaining_time_in_millis() - PROMOTE_SAFETY_MS) / 1000)
@@ -69,4 +84,4 @@ def promote_handler(event: dict[str, Any] | None = None, context: Any = None) ->
     result = promote.promote_pending(
         connection(), rules=DEFAULT_RULES, batch_size=int(event.get("batch_size", 200)),
         max_batches=None if max_batches is None else int(max_batches), time_budget_s=budget_s)
-    return result.as_dict()
+    return {**result.as_dict(), "pairing": paired.as_dict()}

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from edge_agent.errors import ConfigError
 
@@ -189,6 +189,36 @@ class MqttConfig(Section):
         return self
 
 
+class ServiceConfig(Section):
+    """`gotcha serve`: who may call it, how much one request may cost, how many at once."""
+
+    api_keys: list[SecretStr] = Field(default_factory=list, description="Keys accepted in the "
+                                      "X-API-Key header; set them through the environment "
+                                      "(GOTCHA_SERVICE__API_KEYS='[\"k1\",\"k2\"]'). Empty: "
+                                      "no key needed, allowed on a loopback address only.")
+    max_photo_bytes: int = Field(25_000_000, ge=100_000, description="Largest photo a request "
+                                 "may carry (bytes).")
+    max_decoded_bytes: int = Field(200_000_000, ge=1_000_000, description="Largest decoded "
+                                   "image (width x height x channels x bytes per sample, from "
+                                   "the header) a request may cost; refused before decoding.")
+    workers: int = Field(2, ge=1, le=32, description="Photos processed at once.")
+    queue: int = Field(8, ge=0, le=1000, description="Requests admitted to wait for a worker; "
+                       "beyond workers + queue a request gets 503 with Retry-After at once.")
+    retry_after_s: int = Field(2, ge=1, le=3600, description="Retry-After of a 503.")
+    header_timeout_s: float = Field(10.0, gt=0, description="A connection must send a "
+                                    "request's headers within this, or it is closed.")
+    body_timeout_s: float = Field(60.0, gt=0, description="A request's whole body must arrive "
+                                  "within this, or it gets 408.")
+    keep_alive_s: int = Field(5, ge=1, le=300, description="Idle keep-alive connections close "
+                              "after this.")
+    s3_buckets: list[str] = Field(default_factory=list, description="Buckets whose objects "
+                                  "POST /process_metadata may fetch by reference; empty: "
+                                  "references are refused.")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint for references (a local "
+                                        "S3 for tests).")
+    s3_region: str = Field("ap-northeast-2", description="AWS region for references.")
+
+
 class GotchaConfig(Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
@@ -198,6 +228,7 @@ class GotchaConfig(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     upload: UploadConfig = Field(default_factory=UploadConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Build the two AWS Lambda deployment zips into dist/:
 #   dist/gotcha-ingest.zip   handler cloud_sync.handlers.ingest_handler   (S3 ObjectCreated)
+#                            and cloud_sync.handlers.raw_handler      (ObjectCreated on raw/)
 #   dist/gotcha-promote.zip  handler cloud_sync.handlers.promote_handler  (EventBridge schedule)
-# Each holds only the cloud_sync package, the gotcha_contracts it shares with the device, and
-# pymysql (all pure Python, so any Lambda architecture); never edge_agent.
+# Each holds only the cloud_sync package, the gotcha_contracts it shares with the device,
+# pymysql and piexif (all pure Python, so any Lambda architecture; piexif reads raw photos'
+# EXIF in raw_handler); never edge_agent.
 # boto3 is NOT packaged: the Lambda Python runtime ships it. Runtime: python3.11 or newer.
 # Zips are reproducible (fixed timestamps, sorted entries) and must stay under 10 MB.
 #
@@ -24,6 +26,11 @@ trap 'rm -rf "$STAGE"' EXIT
 PYMYSQL_DIR="$("$PYTHON" -c 'import os, pymysql; print(os.path.dirname(pymysql.__file__))')"
 cp -r "$PYMYSQL_DIR" "$STAGE/pymysql"
 for info in "$(dirname "$PYMYSQL_DIR")"/[Pp]y[Mm]y[Ss][Qq][Ll]-*.dist-info; do
+  [ -d "$info" ] && cp -r "$info" "$STAGE/"
+done
+PIEXIF_DIR="$("$PYTHON" -c 'import os, piexif; print(os.path.dirname(piexif.__file__))')"
+cp -r "$PIEXIF_DIR" "$STAGE/piexif"
+for info in "$(dirname "$PIEXIF_DIR")"/piexif-*.dist-info; do
   [ -d "$info" ] && cp -r "$info" "$STAGE/"
 done
 for package in cloud_sync gotcha_contracts; do

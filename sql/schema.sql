@@ -32,7 +32,12 @@ CREATE TABLE IF NOT EXISTS devices (
 -- One row per report received (agent manifests) or per raw photo (devices without the agent).
 -- status: waiting  manifest seen, a photo is missing from S3 (ingest raised so Lambda retries)
 --         pending  accepted, waiting for the promoter
---         raw      a raw photo: a single sighting waiting for the vision service
+--         raw      a raw photo, waiting for the vision service
+--         processed  a raw photo the vision service read; reason lists its sightings
+--         failed   a raw photo the service could not read (down, or refused it); reason says
+--         sighting one plate in one raw photo, waiting for a second photo (cloud_sync.pairing)
+--         paired   a sighting that became one of the two photos of a report
+--         expired  a sighting no second photo came for before the reporting deadline
 --         final    promoted; final_id names the row in `final`
 --         duplicate  same plate, same place, within the dedup window of final_id
 --         rejected   the promoter's rule check failed; reason says why
@@ -67,13 +72,21 @@ CREATE TABLE IF NOT EXISTS `temporary` (
   received_at         DATETIME(3)  NOT NULL,
   processed_at        DATETIME(3)  NULL,
   CONSTRAINT temporary_status_ck
-    CHECK (status IN ('waiting', 'pending', 'raw', 'final', 'duplicate', 'rejected')),
+    CHECK (status IN ('waiting', 'pending', 'raw', 'processed', 'failed', 'sighting',
+                      'paired', 'expired', 'final', 'duplicate', 'rejected')),
   CONSTRAINT temporary_source_ck CHECK (source IN ('agent', 'raw')),
   UNIQUE KEY temporary_report_id_uq (report_id),
   KEY temporary_status_id_ix (status, id),
   KEY temporary_plate_time_ix (plate, confirmed_at),
   KEY temporary_device_time_ix (device_id, confirmed_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+-- Databases made before the raw-photo statuses: the same check, widened (both MySQL 8.0.19+
+-- and MariaDB 10.2+ know DROP CONSTRAINT; re-running drops and adds it again).
+ALTER TABLE `temporary` DROP CONSTRAINT temporary_status_ck;
+ALTER TABLE `temporary` ADD CONSTRAINT temporary_status_ck
+  CHECK (status IN ('waiting', 'pending', 'raw', 'processed', 'failed', 'sighting',
+                    'paired', 'expired', 'final', 'duplicate', 'rejected'));
 
 -- Promoted reports: what dashboards and enforcement read. One row per distinct violation.
 CREATE TABLE IF NOT EXISTS final (

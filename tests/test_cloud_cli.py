@@ -111,3 +111,28 @@ def test_unreachable_s3_is_one_line_exit_2(app, env):
                                       "http://127.0.0.1:1"])
     assert result.exit_code == 2 and "S3 error" in result.output
     assert "Traceback" not in result.output
+
+
+def test_raw_photos_with_the_service_down_are_recorded_exit_1(app, env, tmp_path, monkeypatch):
+    from cloud_helpers import event_for, photo_bytes
+
+    s3 = boto_client(env)
+    assert run(app, "cloud", "init-db").exit_code == 0
+    assert CliRunner().invoke(app, ["cloud", "raw"]).exit_code == 2  # event file or --retry
+    monkeypatch.setenv("GOTCHA_SERVICE_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("GOTCHA_SERVICE_ATTEMPTS", "1")
+    s3.put_object(Bucket=BUCKET, Key="raw/cam-1/a.jpg", Body=photo_bytes("a"))
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(event_for(s3, BUCKET, "raw/cam-1/a.jpg")))
+    result = run(app, "cloud", "raw", str(event))
+    assert result.exit_code == 1 and "failed=1" in result.output
+    result = run(app, "cloud", "raw", "--retry", "--json")
+    assert result.exit_code == 1 and json.loads(result.output)["failed"] == 1
+    result = run(app, "cloud", "promote", "--json")
+    assert json.loads(result.output)["paired"] == 0
+
+
+def boto_client(env):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=env["S3_ENDPOINT_URL"], region_name="us-east-1")

@@ -38,10 +38,11 @@ def test_zips_are_small_and_self_contained(tmp_path, mysql_database, moto_s3):
         names = zipfile.ZipFile(path).namelist()
         assert "cloud_sync/handlers.py" in names and "pymysql/__init__.py" in names
         assert "gotcha_contracts/manifest.py" in names
+        assert "piexif/__init__.py" in names  # raw_handler reads raw photos' EXIF
         # never edge_agent: the Lambda code shares only gotcha_contracts with the device
         assert not [n for n in names if n.split("/")[0] not in (
-            "cloud_sync", "gotcha_contracts", "pymysql")
-            and not n.split("/")[0].lower().startswith("pymysql-")]
+            "cloud_sync", "gotcha_contracts", "pymysql", "piexif")
+            and not n.split("/")[0].lower().startswith(("pymysql-", "piexif-"))]
 
     conn = fresh_db(mysql_database)
     s3 = moto_s3.client()

@@ -1,4 +1,4 @@
-"""`gotcha cloud init-db|ingest|promote`: the cloud side, run locally against a given S3 and DB.
+"""`gotcha cloud init-db|ingest|raw|promote`: the cloud side, run locally against a given S3 and DB.
 
 Thin: each command reads settings (RDS_* / S3_* environment variables, overridden by options),
 calls one cloud_sync function, and prints what it did. The password only ever comes from
@@ -19,7 +19,8 @@ import typer
 from edge_agent.cli.common import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, JsonOption, error
 
 cloud_app = typer.Typer(help="Cloud side: create the RDS schema, ingest S3 manifests into "
-                        "`temporary`, promote to `final`.", no_args_is_help=True)
+                        "`temporary`, process raw photos, promote to `final`.",
+                        no_args_is_help=True)
 
 DbHost = Annotated[str | None, typer.Option("--db-host", help="Database host (default "
                                             "$RDS_HOST).", show_default=False)]
@@ -166,18 +167,62 @@ def promote(
     db_host: DbHost = None, db_port: DbPort = None, db_user: DbUser = None,
     database: DbName = None, json_out: JsonOption = False,
 ) -> None:
-    """Run the promote handler locally: pending `temporary` rows -> `final`/duplicate/rejected."""
-    from cloud_sync import db
+    """Run the promote handler locally: raw-photo sightings paired into reports, then pending
+    `temporary` rows -> `final`/duplicate/rejected."""
+    from cloud_sync import db, pairing
     from cloud_sync import promote as promote_mod
 
     with _cloud_errors():
         conn = db.connect(_db(db_host, db_port, db_user, database))
         try:
+            paired = pairing.pair_sightings(conn)
             result = promote_mod.promote_pending(conn, batch_size=batch_size,
                                                  max_batches=max_batches)
         finally:
             conn.close()
-    _print(result.as_dict(), json_out)
+    _print({**result.as_dict(), "paired": paired.paired}, json_out)
+
+
+@cloud_app.command("raw")
+def raw_photos(
+    event_file: Annotated[Path | None, typer.Argument(help="S3 event JSON file for raw/ photos "
+                                                      "(as Lambda receives it); omit with "
+                                                      "--retry.", show_default=False)] = None,
+    retry: Annotated[bool, typer.Option("--retry", help="Instead of an event file, process "
+                                        "again the raw photos left raw or failed.")] = False,
+    bucket: Bucket = None, endpoint_url: Endpoint = None, region: Region = None,
+    db_host: DbHost = None, db_port: DbPort = None, db_user: DbUser = None,
+    database: DbName = None, json_out: JsonOption = False,
+) -> None:
+    """Run the raw-photo handler locally: raw/ photos -> the vision service
+    ($GOTCHA_SERVICE_URL, $GOTCHA_SERVICE_API_KEY) -> sightings in `temporary`."""
+    from cloud_sync import db, raw
+    from cloud_sync.service_client import ServiceClient, service_settings_from_env
+
+    if (event_file is None) == (not retry):
+        error("give either an S3 event JSON file or --retry")
+        raise typer.Exit(EXIT_ERROR)
+    with _cloud_errors():
+        client = ServiceClient(service_settings_from_env(os.environ))
+        _, s3 = _s3(bucket, endpoint_url, region, need_bucket=False)
+        conn = db.connect(_db(db_host, db_port, db_user, database))
+        try:
+            if retry:
+                result = raw.retry_failed(conn, s3, client)
+            else:
+                try:
+                    event = json.loads(event_file.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    error(f"cannot read the event file {event_file}: {exc}")
+                    raise typer.Exit(EXIT_ERROR) from None
+                result = raw.handle_event(event, conn, s3, client, raise_on_failure=False)
+        finally:
+            conn.close()
+    if not json_out:
+        result = {k: v for k, v in result.items() if k != "outcomes"}
+    _print(result, json_out)
+    if result.get("failed") or result.get("refused") or result.get("rejected"):
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def register(app: typer.Typer) -> None:

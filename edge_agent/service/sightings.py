@@ -1,0 +1,89 @@
+"""What the service records of a raw photo: one sighting per plate sure enough to be evidence.
+
+A sighting carries what the cloud needs to pair it with a later photo without calling the
+service again (docs/design.md, "Cloud"): the normalised plate with one confidence per
+character (for the shared plate identity), the vehicle and plate boxes, and the scene
+embeddings of its signature (the scene with the vehicle masked out, and the vehicle crop).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from edge_agent.results import PhotoResult, PlateDetection
+
+EMBEDDING_DIGITS = 5
+
+
+def plate_char_confidences(text: str, raw_text: str, confidences: tuple[float, ...]
+                           ) -> list[float]:
+    """One confidence per character of the normalised plate, aligned through the raw read.
+
+    A character the alignment cannot place gets the read's weakest confidence, so an
+    unalignable read is never surer than its weakest token.
+    """
+    raw = unicodedata.normalize("NFC", raw_text)
+    weakest = min(confidences) if confidences else 0.0
+    out: list[float] = []
+    j = 0
+    for ch in text:
+        while j < len(raw) and raw[j] != ch:
+            j += 1
+        if j >= len(raw) or j >= len(confidences):
+            return [weakest] * len(text)
+        out.append(float(confidences[j]))
+        j += 1
+    return out
+
+
+def evidence_plates(result: PhotoResult, floor: float) -> list[PlateDetection]:
+    """Grammar-valid reads whose weakest character reaches ``floor``, surest first, one per
+    plate text (the same plate twice in one photo keeps its surest read)."""
+    plates = [p for p in result.plates if p.read is not None and p.read.valid and p.read.text
+              and p.read.confidence >= floor]
+    plates.sort(key=lambda p: -p.read.confidence)  # type: ignore[union-attr]
+    seen: set[str] = set()
+    unique = []
+    for plate in plates:
+        assert plate.read is not None and plate.read.text is not None
+        if plate.read.text not in seen:
+            seen.add(plate.read.text)
+            unique.append(plate)
+    return unique
+
+
+def _rounded(vector: Any) -> list[float] | None:
+    if vector is None:
+        return None
+    return [round(float(v), EMBEDDING_DIGITS) for v in vector]
+
+
+def sightings(photo: Any, result: PhotoResult, matcher: Any, floor: float
+              ) -> list[dict[str, object]]:
+    """The evidence plates of one processed photo as JSON-ready sightings.
+
+    ``photo`` is an ``edge_agent.io.photo.Photo``, ``matcher`` a SceneMatcher (the caller
+    holds its lock: it keeps per-call OpenCV state).
+    """
+    from edge_agent.agent import vehicle_box_for
+
+    out: list[dict[str, object]] = []
+    for plate in evidence_plates(result, floor):
+        read = plate.read
+        assert read is not None and read.text is not None
+        vbox = vehicle_box_for(plate, result.vehicles, photo.size)
+        signature = matcher.signature(photo.image, vbox)
+        out.append({
+            "plate": read.text,
+            "plate_raw": read.raw_text,
+            "confidence": round(read.confidence, 4),
+            "char_confidences": [round(c, 4) for c in plate_char_confidences(
+                read.text, read.raw_text, read.char_confidences)],
+            "plate_box": plate.box.as_list(),
+            "vehicle_box": vbox.as_list(),
+            "scene_embedding": _rounded(signature.embedding),
+            "vehicle_embedding": _rounded(signature.vehicle_embedding),
+            "scene_model_id": signature.model_id,
+        })
+    return out
