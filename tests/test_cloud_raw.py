@@ -54,7 +54,9 @@ def test_plate_identity_is_the_devices() -> None:
     assert same("123가4567", sure, "123가4568", sure) is None  # two sure reads differ
     assert same("123가4567", sure, "123나4568", unsure) is None  # two positions
     assert same("12가3456", sure[:7], "123가4567", sure) is None
-    assert same("123가4567", sure, "123가4568", [0.3]) is None  # confidences not lined up
+    # confidences that do not line up count as unsure everywhere, as on the device
+    assert same("123가4567", sure, "123가4568", [0.3]) == ("123가4567", "123가4568")
+    assert same("123가4567", [0.3], "123가4568", [0.3]) is None
 
 
 def test_scene_score_from_embeddings() -> None:
