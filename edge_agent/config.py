@@ -89,6 +89,10 @@ class VisionConfig(Section):
                                   "bombs).")
     max_file_bytes: int = Field(60_000_000, ge=100_000, description="Refuse files larger than "
                                 "this.")
+    max_decoded_bytes: int = Field(256 * 1024 * 1024, ge=1_000_000, description="Refuse "
+                                   "images whose decoded pixels (width × height × channels × "
+                                   "bytes per channel, read from the header) would take more "
+                                   "memory than this; sized for a 4 GB Raspberry Pi.")
     vehicle_fallback_score: float = Field(0.15, gt=0, lt=1, description="When nothing reaches "
                                           "vehicle_score, keep the best vehicle above this.")
     vehicle_rotate_fallback: bool = Field(True, description="When no vehicle is found, look "
