@@ -25,7 +25,7 @@ import numpy as np
 from edge_agent.config import GotchaConfig
 from edge_agent.errors import BadInputError
 from edge_agent.io.exif import ExifInfo, read_exif
-from edge_agent.io.files import read_regular
+from edge_agent.io.files import read_regular, stat_regular
 from edge_agent.io.headers import (
     HEIC_HINT,
     HEIF_BRANDS,
@@ -73,8 +73,9 @@ def load_photo(path: Path, config: GotchaConfig) -> Photo:
     """Read and decode one photo file; the file's mtime is the fallback capture time.
     Only a regular file is opened (a FIFO, device or socket is refused before any open)."""
     path = Path(path)
+    _check_file_size(printable(path), stat_regular(path).st_size, config)
     data, info = read_regular(path, config.vision.max_file_bytes)
-    _check_file_size(printable(path), len(data), config)
+    _check_file_size(printable(path), len(data), config)  # it may have changed meanwhile
     file_time = datetime.fromtimestamp(info.st_mtime, UTC)
     photo = decode_photo(data, config, name=str(path), file_time=file_time)
     return replace(photo, path=path)
