@@ -64,11 +64,8 @@ class Store:
     def open(cls, config: StoreConfig, check: bool = True, clock: Clock = utc_now,
              busy_timeout_s: float = BUSY_TIMEOUT_S, rebuilding: bool = False) -> Store:
         """Open (creating) the store, migrate it, and check it unless ``check`` is False.
-
-        A missing, emptied or schema-less database next to stored photos, or one SQLite calls
-        damaged, is a DamagedStoreError (see ``health``); ``rebuilding`` (for ``gotcha store
-        recover`` alone) lets a new database be made next to the photos.
-        """
+        A lost, emptied or damaged database next to stored photos is a DamagedStoreError
+        (``health``); ``rebuilding`` (``gotcha store recover``) makes a new one there."""
         if not rebuilding:
             refuse_missing_database(config.path, config.photo_dir)
         db = connect(config.path, busy_timeout_s)
@@ -80,11 +77,10 @@ class Store:
             migrate(db, config.path)
             if check:
                 store.check_integrity()
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
             store.close()
-            raise store_error(exc, config.path) from exc
-        except BaseException:
-            store.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise store_error(exc, config.path) from exc
             raise
         return store
 
