@@ -12,7 +12,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -23,6 +23,10 @@ DEFAULT_CONFIG_PATH = Path("gotcha.toml")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: keys that were renamed: a config still using the old name is told the new one
 MOVED_KEYS = {"vision.min_plate_confidence": "plates.evidence_floor"}
+
+
+SECRET = {"secret": True}
+"""``json_schema_extra`` of a secret field: never parsed as JSON, never shown in an error."""
 
 
 class Section(BaseModel):
@@ -88,6 +92,10 @@ class VisionConfig(Section):
                                   "bombs).")
     max_file_bytes: int = Field(60_000_000, ge=100_000, description="Refuse files larger than "
                                 "this.")
+    max_decoded_bytes: int = Field(256 * 1024 * 1024, ge=1_000_000, description="Refuse "
+                                   "images whose decoded pixels (width × height × channels × "
+                                   "bytes per channel, read from the header) would take more "
+                                   "memory than this; sized for a 4 GB Raspberry Pi.")
     vehicle_fallback_score: float = Field(0.15, gt=0, lt=1, description="When nothing reaches "
                                           "vehicle_score, keep the best vehicle above this.")
     vehicle_rotate_fallback: bool = Field(True, description="When no vehicle is found, look "
@@ -165,27 +173,62 @@ class UploadConfig(Section):
 
 
 class MqttConfig(Section):
+    """The broker, its TLS, and who may command the device (see README, "MQTT commands")."""
+
     enabled: bool = Field(False, description="Publish status/events/heartbeat over MQTT.")
     host: str = Field("127.0.0.1", description="Broker host.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port.")
     username: str | None = Field(None, description="Broker user (password from "
                                  "GOTCHA_MQTT__PASSWORD).")
-    password: str | None = Field(None, description="Broker password; set it only through the "
+    password: str | None = Field(None, repr=False, json_schema_extra=SECRET,
+                                 description="Broker password; set it only through the "
                                  "environment.")
     heartbeat_s: float = Field(60.0, gt=0, description="Heartbeat period.")
-    tls: bool = Field(False, description="Use TLS.")
+    tls: bool = Field(False, description="Use TLS (needed for the broker's certificate to be "
+                      "checked and for a client certificate).")
+    ca_file: Path | None = Field(None, description="CA certificate(s) that sign the broker's "
+                                 "certificate (AWS IoT Core: the Amazon root CA); empty = the "
+                                 "system's CAs.")
+    cert_file: Path | None = Field(None, description="This device's client certificate (PEM), "
+                                   "for brokers that authenticate devices by certificate "
+                                   "(AWS IoT Core, Mosquitto require_certificate).")
+    key_file: Path | None = Field(None, description="The private key of cert_file (PEM).")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive; the broker "
                              "publishes the last will (offline) after about 1.5× this.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnect "
                                    "attempts (they start at 1 s and double).")
     max_queued: int = Field(1000, ge=1, description="Events kept in memory while the broker "
                             "is unreachable; newer ones are dropped beyond this.")
+    command_key: str | None = Field(None, repr=False, json_schema_extra=SECRET,
+                                    min_length=16, description="HMAC-SHA256 key that signs "
+                                    "commands (GOTCHA_MQTT__COMMAND_KEY; set it only through "
+                                    "the environment). Without it, and without "
+                                    "commands_trusted_by_acl, every command is ignored.")
+    commands_trusted_by_acl: bool = Field(False, description="Obey unsigned commands, because "
+                                          "the broker's ACL lets only the operator publish on "
+                                          "gotcha/{device}/commands.")
+    command_window_s: float = Field(60.0, gt=0, le=3600, description="A signed command is "
+                                    "obeyed only this close to the device clock; its nonce "
+                                    "is remembered this long against replay.")
+    event_plates: Literal["hash", "clear"] = Field("hash", description="How events name a "
+                                                   "plate: 'hash' (plate_hash, an HMAC-SHA256 "
+                                                   "with plate_salt; no plate at all without a "
+                                                   "salt) or 'clear' (the plate number).")
+    plate_salt: str | None = Field(None, repr=False, json_schema_extra=SECRET, min_length=8,
+                                   description="Secret salt of plate_hash "
+                                   "(GOTCHA_MQTT__PLATE_SALT); the same on every device "
+                                   "lets the fleet match plates without seeing them.")
 
     @model_validator(mode="after")
     def _user_needs_password(self) -> MqttConfig:
         if self.username and not self.password:
             raise ValueError("mqtt.username is set but mqtt.password is not "
                              "(set GOTCHA_MQTT__PASSWORD)")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("mqtt.cert_file and mqtt.key_file must be set together")
+        if not self.tls and (self.ca_file or self.cert_file):
+            raise ValueError("mqtt.ca_file/cert_file are set but mqtt.tls is false; set "
+                             "mqtt.tls = true")
         return self
 
 
@@ -231,8 +274,36 @@ class GotchaConfig(Section):
     service: ServiceConfig = Field(default_factory=ServiceConfig)
 
 
+def _field(section: str, key: str) -> Any:
+    """The pydantic field ``section.key`` of GotchaConfig, or None when there is none."""
+    outer = GotchaConfig.model_fields.get(section)
+    model = outer.annotation if outer is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return model.model_fields.get(key)
+
+
+def _takes_text_only(field: Any) -> bool:
+    """True when every type the field accepts is text (str, a path, a string literal):
+    then a GOTCHA_* value is taken as it is, never as JSON, so a password '"abc"' stays
+    '"abc"' and 'true' stays 'true'."""
+    if field is None:
+        return False
+    if (field.json_schema_extra or {}).get("secret"):
+        return True
+    kinds = [a for a in get_args(field.annotation) or (field.annotation,) if a is not type(None)]
+    for kind in kinds:
+        if get_origin(kind) is Literal:
+            if not all(isinstance(v, str) for v in get_args(kind)):
+                return False
+        elif kind not in (str, Path):
+            return False
+    return bool(kinds)
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """Turn GOTCHA_SECTION__KEY=value into a nested dict; values are JSON when they parse."""
+    """Turn GOTCHA_SECTION__KEY=value into a nested dict. A value for a text field is the
+    text as written; for any other field it is JSON when it parses (numbers, true, lists)."""
     tree: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -243,14 +314,12 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         if "__" not in rest:
             continue  # GOTCHA_CONFIG and friends are not config keys
         section, key = (part.lower() for part in rest.split("__", 1))
-        try:
-            value: Any = json.loads(raw)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key in {
-                "id", "bucket", "host", "username", "password"
-            }:
+        value: Any = raw
+        if not _takes_text_only(_field(section, key)):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
                 value = raw
-        except json.JSONDecodeError:
-            value = raw
         tree.setdefault(section, {})[key] = value
     return tree
 
@@ -278,6 +347,10 @@ def _describe(error: ValidationError, origin: str) -> str:
         return f"{origin}: unknown key '{key}'; check the spelling (see gotcha.example.toml)"
     value = first.get("input")
     shown = repr(value) if not isinstance(value, dict) else "(section)"
+    loc = [str(p) for p in first["loc"]]
+    field = _field(loc[0], loc[1]) if len(loc) >= 2 else None
+    if field is not None and (field.json_schema_extra or {}).get("secret"):
+        shown = "(secret, not shown)"
     return f"{origin}: bad value for '{key}': {shown} ({first['msg']})"
 
 

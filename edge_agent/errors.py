@@ -31,5 +31,10 @@ class StoreError(GotchaError):
     """The local store cannot be written (locked, full disk, failed integrity check)."""
 
 
+class DamagedStoreError(StoreError):
+    """The database file is damaged, emptied or gone while the photo store still holds
+    evidence: nothing runs on it; ``gotcha store recover`` rebuilds it and keeps the old file."""
+
+
 class UploadError(GotchaError):
     """An upload to the object store failed in a way retrying will not fix."""

@@ -93,3 +93,42 @@ def test_the_old_evidence_floor_key_names_the_new_one(tmp_path: Path, toml: str,
     message = str(info.value)
     assert "'vision.min_plate_confidence' is now 'plates.evidence_floor'" in message
     assert "GOTCHA_PLATES__EVIDENCE_FLOOR" in message
+
+
+@pytest.mark.parametrize("secret", ['"abc"', "true", '["x"]', "123", "null", '{"a": 1}'])
+def test_environment_secrets_are_taken_as_written(secret: str) -> None:
+    config = load_config(environ={"GOTCHA_MQTT__USERNAME": "dev-7",
+                                  "GOTCHA_MQTT__PASSWORD": secret,
+                                  "GOTCHA_MQTT__PORT": "8883"})
+    assert config.mqtt.password == secret  # never parsed as JSON, never unquoted
+    assert config.mqtt.username == "dev-7"
+    assert config.mqtt.port == 8883  # numbers are still numbers
+    assert secret not in repr(config)  # nor shown when the config is printed
+
+
+def test_text_fields_are_taken_as_written() -> None:
+    config = load_config(environ={"GOTCHA_UPLOAD__BUCKET": '"quoted"',
+                                  "GOTCHA_MODELS__SCENE_EMBEDDER": "",
+                                  "GOTCHA_MQTT__EVENT_PLATES": "clear",
+                                  "GOTCHA_MQTT__COMMANDS_TRUSTED_BY_ACL": "true"})
+    assert config.upload.bucket == '"quoted"'
+    assert config.models.scene_embedder == ""
+    assert config.mqtt.event_plates == "clear"
+    assert config.mqtt.commands_trusted_by_acl is True
+
+
+def test_a_bad_secret_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={"GOTCHA_MQTT__COMMAND_KEY": "hunter2"})
+    assert "hunter2" not in str(info.value)
+    assert "'mqtt.command_key': (secret, not shown)" in str(info.value)
+
+
+def test_mqtt_tls_files_need_tls_and_come_in_pairs(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text('[mqtt]\ncert_file = "c.pem"\nkey_file = "k.pem"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"set mqtt\.tls = true"):
+        load_config(path, environ={})
+    path.write_text('[mqtt]\ntls = true\ncert_file = "c.pem"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="must be set together"):
+        load_config(path, environ={})

@@ -72,7 +72,7 @@ def test_eval_scenes_table_and_limit(subset, models_dir, monkeypatch):
     from edge_agent.cli.main import app
 
     monkeypatch.setenv("GOTCHA_MODEL_DIR", str(models_dir))
-    monkeypatch.setenv("GOTCHA_MODELS__SCENE_EMBEDDER", '""')
+    monkeypatch.setenv("GOTCHA_MODELS__SCENE_EMBEDDER", "")
     result = CliRunner().invoke(app, ["eval", "scenes", str(subset), "--limit", "6"])
     assert result.exit_code in (0, 1), result.output
     assert "AUC" in result.stdout and "real" in result.stdout

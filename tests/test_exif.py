@@ -202,3 +202,15 @@ def test_read_exif_never_raises_on_junk(data: bytes) -> None:
 def test_write_exif_refuses_naive_time(scene_jpeg: bytes) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         write_exif(scene_jpeg, datetime(2025, 1, 1), None)
+
+
+@pytest.mark.parametrize("lat, lon", [(37.4, 126.903), (37.5665, 126.978), (35.0, 129.0),
+                                      (-33.8688, 151.2093), (37.999999999, 127.0)])
+def test_written_gps_reads_back(scene_jpeg: bytes, lat: float, lon: float) -> None:
+    """37.4° is 37° 23.999...' in binary floating point: once written as 23' 60.0000" (which
+    the reader rightly refuses), so a device at such a place lost the GPS of its own frames."""
+    written = write_exif(scene_jpeg, datetime(2025, 6, 1, 9, 0, tzinfo=UTC),
+                         GeoPoint(lat, lon, 5.0))
+    info = read_exif(written)
+    assert info.location is not None, info.warnings
+    assert abs(info.location.lat - lat) < 1e-6 and abs(info.location.lon - lon) < 1e-6

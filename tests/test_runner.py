@@ -58,6 +58,8 @@ photo_dir = "{root / 'photos'}"
 [mqtt]
 enabled = true
 port = {mqtt_port}
+commands_trusted_by_acl = true  # the shared test broker is anonymous: see test_mqtt_security
+event_plates = "clear"
 keepalive_s = 5
 reconnect_max_s = 1.0
 heartbeat_s = 0.5

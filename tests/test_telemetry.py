@@ -69,9 +69,11 @@ def is_status(state: str, retained: bool | None = None) -> Callable[[mqtt.MQTTMe
 
 
 def make_config(port: int, **mqtt_fields: Any) -> GotchaConfig:
+    """The shared anonymous test broker: commands trusted as if an ACL guarded them, plates
+    in clear (test_mqtt_security.py tests the signed commands and hashed plates)."""
     device_id = f"test-{uuid.uuid4().hex[:10]}"
     fields = {"enabled": True, "port": port, "keepalive_s": 5, "reconnect_max_s": 1.0,
-              **mqtt_fields}
+              "commands_trusted_by_acl": True, "event_plates": "clear", **mqtt_fields}
     return GotchaConfig(device=DeviceConfig(id=device_id), mqtt=MqttConfig(**fields))
 
 

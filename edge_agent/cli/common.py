@@ -13,6 +13,7 @@ import typer
 
 from edge_agent.config import GotchaConfig, load_config
 from edge_agent.errors import GotchaError
+from edge_agent.printable import printable
 
 ConfigOption = Annotated[
     Path | None,
@@ -27,8 +28,9 @@ EXIT_ERROR = 2  # nothing could run (bad config, broken model, ...)
 
 
 def error(message: str) -> None:
-    """One line on stderr, prefixed so it stands out in a technician's terminal."""
-    typer.echo(f"error: {message}", err=True)
+    """One line on stderr, prefixed so it stands out in a technician's terminal; a control
+    character in it (a newline in a file name) is shown escaped, never obeyed."""
+    typer.echo(f"error: {printable(message, backslash=False)}", err=True)
 
 
 @contextlib.contextmanager

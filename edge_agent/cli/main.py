@@ -45,10 +45,12 @@ def _register_all() -> None:
         reports,
         run,
         serve,
+        store_cmd,
         sync,
     )
 
-    for module in (process, demo, run, sync, reports, models_cmd, eval_cmd, serve, cloud):
+    for module in (process, demo, run, sync, reports, store_cmd, models_cmd, eval_cmd, serve,
+                   cloud):
         module.register(app)
 
 

@@ -26,6 +26,7 @@ from edge_agent.cli.common import (
     get_config,
 )
 from edge_agent.errors import BadInputError
+from edge_agent.printable import printable
 from edge_agent.results import PhotoResult
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,11 @@ def format_outcome(outcome: PhotoOutcome, min_confidence: float = 0.0) -> list[s
     """Readable lines for one photo."""
     result = outcome.result
     if result is None:
-        return [f"{outcome.path.name}: FAILED"]
+        return [f"{printable(outcome.path.name)}: FAILED"]
     meta = result.photo_meta
     place = ("no location" if meta.location is None
              else f"{meta.location.lat:.6f},{meta.location.lon:.6f}")
-    lines = [f"{outcome.path.name}  {result.image_size[0]}x{result.image_size[1]}  "
+    lines = [f"{printable(outcome.path.name)}  {result.image_size[0]}x{result.image_size[1]}  "
              f"{meta.captured_at.isoformat()} ({meta.time_source})  {place} "
              f"({meta.location_source})  {result.timings_ms['total']:.0f} ms"]
     lines += [f"  ! {w}" for w in meta.warnings]
@@ -134,7 +135,9 @@ def register(app: typer.Typer) -> None:
                         collected.append(doc)
                     elif outcome.result is not None:
                         lines = format_outcome(outcome, cfg.plates.evidence_floor)
-                        typer.echo("\n".join(lines + (hook.lines(outcome.path) if hook else [])))
+                        lines += hook.lines(outcome.path) if hook else []
+                        typer.echo("\n".join(printable(line, backslash=False)
+                                             for line in lines))
             finally:
                 if hook is not None:
                     hook.close()

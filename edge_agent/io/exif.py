@@ -372,12 +372,12 @@ def _to_rational(value: float, den: int = 10_000) -> tuple[int, int]:
 
 
 def _to_dms(value: float) -> tuple[tuple[int, int], ...]:
-    value = abs(value)
-    degrees = int(value)
-    minutes_f = (value - degrees) * 60
-    minutes = int(minutes_f)
-    seconds = (minutes_f - minutes) * 60
-    return (degrees, 1), (minutes, 1), (round(seconds * 10_000), 10_000)
+    """Degrees, minutes, seconds (to 1/10000 s), counted in whole units so a value such as
+    37.4 (23.999... minutes) never becomes 23' 60.0000" (malformed: the reader refuses it)."""
+    total = round(abs(value) * 3600 * 10_000)
+    degrees, rest = divmod(total, 3600 * 10_000)
+    minutes, seconds = divmod(rest, 60 * 10_000)
+    return (degrees, 1), (minutes, 1), (seconds, 10_000)
 
 
 def _gps_tags(utc: datetime, location: GeoPoint) -> dict[int, Any]:

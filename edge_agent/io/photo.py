@@ -1,10 +1,13 @@
 """Turn photo bytes into a ``Photo``: checked, decoded, upright, with time and place.
 
-Every input is checked before the expensive part: size on disk, magic bytes, and the pixel
-dimensions read from the JPEG/PNG header, so a 20000×20000 decompression bomb is refused
-without allocating a byte of pixels. OpenCV decodes a truncated JPEG silently (the missing
-rows come out grey), so a JPEG must also end with its EOI marker. Anything unusable raises
-``BadInputError`` with a one-line message naming the problem and the fix.
+Every input is checked before the expensive part: that it is a regular file (a FIFO would
+block for ever), its size on disk, its magic bytes, and the decoded size its header promises
+(width × height × channels × bytes per channel, see ``headers``), so a decompression bomb is
+refused without allocating a byte of pixels. OpenCV decodes a damaged JPEG without an error
+(the missing rows come out grey; libjpeg only prints a warning), so a JPEG must end with its
+EOI marker and the decoder's warnings are captured (``native_stderr``): a JPEG libjpeg calls
+corrupt is refused, never evidence. Anything unusable raises ``BadInputError`` with a
+one-line message naming the problem and the fix; file names in messages are escaped.
 """
 
 from __future__ import annotations
@@ -12,11 +15,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import struct
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
@@ -24,19 +25,31 @@ import numpy as np
 from edge_agent.config import GotchaConfig
 from edge_agent.errors import BadInputError
 from edge_agent.io.exif import ExifInfo, read_exif
+from edge_agent.io.files import read_regular, stat_regular
+from edge_agent.io.headers import (
+    HEIC_HINT,
+    HEIF_BRANDS,
+    Format,
+    ImageLayout,
+    check_jpeg_complete,
+    check_png_complete,
+    heif_module,
+    image_dimensions,
+    image_layout,
+    sniff_format,
+)
+from edge_agent.io.native_stderr import DAMAGE_LINE, native_stderr
+from edge_agent.printable import printable
 from edge_agent.results import GeoPoint, PhotoMeta
 
 log = logging.getLogger(__name__)
 
-Format = Literal["jpeg", "png", "heic"]
 SUFFIXES = (".jpg", ".jpeg", ".png", ".heic", ".heif")
 """File name endings the folder sources pick up."""
+_COMPOSITE_ROWS = 256  # alpha compositing works on this many rows at a time (bounded memory)
 
-HEIC_HINT = "HEIC needs pip install 'gotcha[heic]'"
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-_OTHER_FORMATS = {  # recognised, but not taken: say what it is and how to convert
-    b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"%PDF": "PDF",
-}
+__all__ = ["HEIC_HINT", "SUFFIXES", "Format", "Photo", "apply_orientation", "decode_photo",
+           "image_dimensions", "load_photo", "photo_exif", "sniff_format", "to_bgr8"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,21 +70,12 @@ class Photo:
 
 
 def load_photo(path: Path, config: GotchaConfig) -> Photo:
-    """Read and decode one photo file; the file's mtime is the fallback capture time."""
+    """Read and decode one photo file; the file's mtime is the fallback capture time.
+    Only a regular file is opened (a FIFO, device or socket is refused before any open)."""
     path = Path(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise BadInputError(f"{path}: no such file; check the path") from None
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read it ({exc.strerror}); check permissions") from exc
-    if path.is_dir():
-        raise BadInputError(f"{path}: is a directory, not a photo; pass the image files in it")
-    _check_file_size(str(path), info.st_size, config)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read it ({exc.strerror}); check permissions") from exc
+    _check_file_size(printable(path), stat_regular(path).st_size, config)
+    data, info = read_regular(path, config.vision.max_file_bytes)
+    _check_file_size(printable(path), len(data), config)  # it may have changed meanwhile
     file_time = datetime.fromtimestamp(info.st_mtime, UTC)
     photo = decode_photo(data, config, name=str(path), file_time=file_time)
     return replace(photo, path=path)
@@ -79,21 +83,23 @@ def load_photo(path: Path, config: GotchaConfig) -> Photo:
 
 def decode_photo(data: bytes, config: GotchaConfig, name: str = "photo",
                  file_time: datetime | None = None) -> Photo:
-    """Check and decode photo bytes. ``name`` labels messages and becomes the source id;
-    ``file_time`` (aware) is used when EXIF has no usable time, else the device clock."""
+    """Check and decode photo bytes. ``name`` labels messages (escaped: see ``printable``)
+    and becomes the source id; ``file_time`` (aware) is used when EXIF has no usable time,
+    else the device clock."""
+    name = printable(name)
     _check_file_size(name, len(data), config)
     kind = sniff_format(data, name)
-    width, height = image_dimensions(data, kind, name)
-    _check_pixels(name, width, height, config)
+    layout = image_layout(data, kind, name)
+    _check_layout(name, layout, config)
     if kind == "heic":
         image, exif_bytes = _decode_heic(data, name)
         exif = read_exif(exif_bytes, config.device.timezone) if exif_bytes else ExifInfo()
         exif = replace(exif, orientation=1)  # libheif already applied the HEIF transforms
     else:
         if kind == "jpeg":
-            _check_jpeg_complete(data, name)
+            check_jpeg_complete(data, name)
         else:
-            _check_png_complete(data, name)
+            check_png_complete(data, name)
         image = _decode_cv(data, kind, name)
         exif = read_exif(data, config.device.timezone)
     image = apply_orientation(image, exif.orientation)
@@ -105,8 +111,8 @@ def decode_photo(data: bytes, config: GotchaConfig, name: str = "photo",
 def photo_exif(data: bytes, default_tz: str = "Asia/Seoul") -> ExifInfo:
     """EXIF of JPEG, PNG or HEIC bytes without decoding pixels (HEIC needs pillow-heif;
     without it, or for anything unreadable, an empty ExifInfo)."""
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        heif = _heif()
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        heif = heif_module()
         if heif is None:
             return ExifInfo()
         try:
@@ -130,135 +136,21 @@ def _check_file_size(name: str, size: int, config: GotchaConfig) -> None:
                             f"({limit / 1e6:.0f} MB); shrink the photo or raise the limit")
 
 
-def sniff_format(data: bytes, name: str = "photo") -> Format:
-    """The format from the magic bytes (never the file name): jpeg, png or heic."""
-    if data[:2] == b"\xff\xd8":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "heic"
-    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
-        raise BadInputError(f"{name}: AVIF is not supported; convert it to JPEG")
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        raise BadInputError(f"{name}: WebP is not supported; convert it to JPEG")
-    for magic, label in _OTHER_FORMATS.items():
-        if data.startswith(magic):
-            raise BadInputError(f"{name}: {label} is not supported; convert it to JPEG")
-    if _looks_like_text(data):
-        raise BadInputError(f"{name}: not an image (the file holds text); pass a JPEG, PNG or "
-                            "HEIC photo")
-    raise BadInputError(f"{name}: not an image (unknown format, starts with "
-                        f"{data[:8].hex(' ')}); pass a JPEG, PNG or HEIC photo")
-
-
-def _looks_like_text(data: bytes) -> bool:
-    head = data[:4096]
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # a multi-byte character cut at the end is fine
-            return False
-        text = head[:exc.start].decode("utf-8")
-    return bool(text) and sum(c.isprintable() or c in "\r\n\t" for c in text) >= 0.95 * len(text)
-
-
-def image_dimensions(data: bytes, kind: Format, name: str = "photo") -> tuple[int, int]:
-    """(width, height) from the header alone: JPEG SOF, PNG IHDR, HEIF via pillow-heif."""
-    if kind == "jpeg":
-        return _jpeg_dimensions(data, name)
-    if kind == "png":
-        return _png_dimensions(data, name)
-    return _heic_dimensions(data, name)
-
-
-def _jpeg_segments(data: bytes, name: str):
-    """Yield (marker, offset of its payload, payload length) up to and including SOS."""
-    offset = 2
-    size = len(data)
-    while offset < size:
-        if data[offset] != 0xFF:
-            raise BadInputError(f"{name}: corrupt JPEG (bad marker at byte {offset}); "
-                                "re-export or copy the photo again")
-        while offset < size and data[offset] == 0xFF:  # fill bytes
-            offset += 1
-        if offset >= size:
-            break
-        marker = data[offset]
-        offset += 1
-        if marker == 0xD8 or marker == 0x01 or 0xD0 <= marker <= 0xD7:
-            continue  # no payload
-        if marker == 0xD9:
-            yield marker, offset, 0
-            return
-        if offset + 2 > size:
-            break
-        length = struct.unpack(">H", data[offset:offset + 2])[0]
-        if length < 2:
-            raise BadInputError(f"{name}: corrupt JPEG (segment length {length}); "
-                                "re-export or copy the photo again")
-        yield marker, offset + 2, length - 2
-        if marker == 0xDA:
-            return
-        offset += length
-    raise BadInputError(f"{name}: truncated JPEG (ends inside its header); copy the photo "
-                        "again")
-
-
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_dimensions(data: bytes, name: str) -> tuple[int, int]:
-    for marker, start, length in _jpeg_segments(data, name):
-        if marker in _SOF_MARKERS:
-            if length < 5 or start + 5 > len(data):
-                break
-            height, width = struct.unpack(">HH", data[start + 1:start + 5])
-            if width == 0 or height == 0:
-                raise BadInputError(f"{name}: corrupt JPEG (declares {width}×{height} pixels); "
-                                    "re-export the photo")
-            return width, height
-        if marker in (0xDA, 0xD9):
-            break
-    raise BadInputError(f"{name}: corrupt JPEG (no frame header); re-export or copy the photo "
-                        "again")
-
-
-def _png_dimensions(data: bytes, name: str) -> tuple[int, int]:
-    if len(data) < 33 or data[12:16] != b"IHDR":
-        raise BadInputError(f"{name}: corrupt PNG (no IHDR header); re-export the image")
-    width, height = struct.unpack(">II", data[16:24])
-    if width == 0 or height == 0:
-        raise BadInputError(f"{name}: corrupt PNG (declares {width}×{height} pixels); "
-                            "re-export the image")
-    return width, height
-
-
-def _check_pixels(name: str, width: int, height: int, config: GotchaConfig) -> None:
+def _check_layout(name: str, layout: ImageLayout, config: GotchaConfig) -> None:
     limit = config.vision.max_image_pixels
-    if width * height > limit:
+    width, height = layout.width, layout.height
+    if layout.pixels > limit:
         raise BadInputError(
-            f"{name}: image is {width}×{height} ({width * height / 1e6:.0f} MP), above "
+            f"{name}: image is {width}×{height} ({layout.pixels / 1e6:.0f} MP), above "
             f"vision.max_image_pixels ({limit / 1e6:.0f} MP); refused as a possible "
             "decompression bomb, downscale it first")
-
-
-def _check_jpeg_complete(data: bytes, name: str) -> None:
-    """The entropy-coded data after SOS cannot contain FF D9 (FF is byte-stuffed), so the
-    first FF D9 after the first scan is the image's end; without it the file was cut off."""
-    scan_start = None
-    for marker, start, _length in _jpeg_segments(data, name):
-        if marker == 0xDA:
-            scan_start = start
-    if scan_start is None or data.find(b"\xff\xd9", scan_start) < 0:
-        raise BadInputError(f"{name}: truncated JPEG (no end-of-image marker; the file was cut "
-                            "off); copy the photo again")
-
-
-def _check_png_complete(data: bytes, name: str) -> None:
-    if data.rfind(b"IEND", max(0, len(data) - 4096)) < 0:
-        raise BadInputError(f"{name}: truncated PNG (no IEND chunk; the file was cut off); "
-                            "copy the image again")
+    budget = config.vision.max_decoded_bytes
+    if layout.decoded_bytes > budget:
+        raise BadInputError(
+            f"{name}: image is {width}×{height} with {layout.channels} channel(s) of "
+            f"{8 * layout.bytes_per_channel} bits: {layout.decoded_bytes / 2**20:.0f} MiB once "
+            f"decoded, above vision.max_decoded_bytes ({budget / 2**20:.0f} MiB); refused "
+            "before decoding, downscale it or save it as 8-bit RGB first")
 
 
 # --- decoding ----------------------------------------------------------------------------------
@@ -266,7 +158,16 @@ def _check_png_complete(data: bytes, name: str) -> None:
 
 def _decode_cv(data: bytes, kind: Format, name: str) -> np.ndarray:
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    with native_stderr() as messages:
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    damage = [line for line in messages if DAMAGE_LINE.match(line)]
+    for line in messages:
+        if line not in damage:
+            log.debug("%s: decoder says: %s", name, line)
+    if damage:
+        raise BadInputError(f"{name}: damaged {kind.upper()} (decoder: {damage[0].strip()}); "
+                            "parts of the picture are missing, so it is not used as evidence; "
+                            "copy the photo again")
     if image is None or image.size == 0:
         raise BadInputError(f"{name}: corrupt {kind.upper()} (the decoder rejected it); "
                             "re-export or copy the photo again")
@@ -291,34 +192,24 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
         image = cv2.merge([image[:, :, 0]] * 3 + [image[:, :, 1]])
         channels = 4
     if channels == 4:
-        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
-        colour = image[:, :, :3].astype(np.float32)
-        return np.round(colour * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+        return _composite_on_white(image)
     return np.ascontiguousarray(image[:, :, :3])
 
 
-def _heif():
-    try:
-        import pillow_heif
-    except ImportError:
-        return None
-    return pillow_heif
-
-
-def _heic_dimensions(data: bytes, name: str) -> tuple[int, int]:
-    heif = _heif()
-    if heif is None:
-        raise BadInputError(f"{name}: HEIC photo, but pillow-heif is not installed; "
-                            f"{HEIC_HINT}")
-    try:
-        return tuple(heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True).size)
-    except Exception as exc:  # libheif reports damage with its own error types
-        raise BadInputError(f"{name}: corrupt HEIC ({exc}); re-export or copy the photo "
-                            "again") from exc
+def _composite_on_white(image: np.ndarray) -> np.ndarray:
+    """BGRA -> BGR over white, a band of rows at a time: the float work never holds more
+    than one band, so a large transparent PNG costs its output, not twelve times it."""
+    out = np.empty((*image.shape[:2], 3), np.uint8)
+    for top in range(0, image.shape[0], _COMPOSITE_ROWS):
+        band = image[top:top + _COMPOSITE_ROWS]
+        alpha = band[:, :, 3:4].astype(np.float32) / 255.0
+        colour = band[:, :, :3].astype(np.float32)
+        out[top:top + _COMPOSITE_ROWS] = np.round(colour * alpha + 255.0 * (1.0 - alpha))
+    return out
 
 
 def _decode_heic(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
-    heif = _heif()
+    heif = heif_module()
     if heif is None:
         raise BadInputError(f"{name}: HEIC photo, but pillow-heif is not installed; "
                             f"{HEIC_HINT}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,7 @@ import numpy as np
 from edge_agent.config import GotchaConfig
 from edge_agent.errors import BadInputError
 from edge_agent.io.exif import write_exif
+from edge_agent.io.files import open_regular
 from edge_agent.io.photo import SUFFIXES, Photo, load_photo, photo_exif
 from edge_agent.results import GeoPoint, PhotoMeta
 
@@ -35,13 +37,14 @@ _EMPTY_FILE_FACTOR = 5  # an empty file is usually a copy that has not started
 
 def expand_paths(paths: Iterable[Path | str], recursive: bool = False) -> list[Path]:
     """Files named directly are kept as given (a bad one must be reported, not skipped);
-    folders contribute their photo files (by extension, hidden files skipped)."""
+    folders contribute their photo files (by extension, hidden files skipped), including a
+    FIFO or device with a photo's name, so that it is reported rather than silently passed."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             children = path.rglob("*") if recursive else path.iterdir()
-            found.extend(sorted(p for p in children if _is_photo_name(p) and p.is_file()))
+            found.extend(sorted(p for p in children if _is_photo_name(p) and not p.is_dir()))
         else:
             found.append(path)
     return found
@@ -52,15 +55,16 @@ def _is_photo_name(path: Path) -> bool:
 
 
 def capture_time_hint(path: Path, default_tz: str = "Asia/Seoul") -> datetime | None:
-    """EXIF capture time from the head of the file, else its mtime; None if unreadable.
-    Cheap: reads a few hundred KiB, decodes no pixels."""
+    """EXIF capture time from the head of the file, else its mtime; None if unreadable or
+    not a regular file (a FIFO is never opened: it would block). Cheap: reads a few hundred
+    KiB, decodes no pixels."""
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(_EXIF_HEAD_BYTES)
             if head[4:8] == b"ftyp":  # HEIF keeps its EXIF anywhere in the file
                 head += handle.read()
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    except OSError:
+            mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
+    except (OSError, BadInputError):
         return None
     return photo_exif(head, default_tz).captured_at or mtime
 
@@ -137,7 +141,7 @@ def _watch(directory: Path, config: GotchaConfig, stop_event: threading.Event, p
 
 def _photo_files(directory: Path) -> list[Path]:
     try:
-        return [p for p in directory.iterdir() if _is_photo_name(p) and p.is_file()]
+        return [p for p in directory.iterdir() if _is_photo_name(p) and not p.is_dir()]
     except OSError as exc:
         log.warning("cannot list %s: %s", directory, exc)
         return []

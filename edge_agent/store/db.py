@@ -19,13 +19,16 @@ from pathlib import Path
 
 import sqlite_utils
 
-from edge_agent.errors import StoreError
+from edge_agent.errors import DamagedStoreError, StoreError
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 5.0  # sqlite waits this long for another writer before "database is locked"
 LOCK_RETRIES = 3  # then we try BEGIN IMMEDIATE again this many times
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+RECOVER_HINT = ("stop gotcha; `gotcha store check` shows what is left and `gotcha store recover` "
+                "rebuilds the database from the evidence photos and the uploaded manifests "
+                "(the damaged file is kept aside, no photo is deleted)")
 
 
 def is_locked(exc: BaseException) -> bool:
@@ -38,8 +41,25 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and "disk is full" in str(exc).lower()
 
 
+def is_corruption(exc: BaseException) -> bool:
+    """SQLite says the file is damaged or is no database at all."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    name = getattr(exc, "sqlite_errorname", "")
+    text = str(exc).lower()
+    return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text \
+        or "not a database" in text
+
+
+def damaged(path: Path | str, what: str) -> DamagedStoreError:
+    """The one-line error for a database that cannot be trusted, with the way out."""
+    return DamagedStoreError(f"{path}: {' '.join(what.split())}; {RECOVER_HINT}")
+
+
 def store_error(exc: BaseException, path: Path | str) -> StoreError:
     """The one-line StoreError a user sees for a storage failure."""
+    if is_corruption(exc):
+        return damaged(path, f"the database is damaged ({exc})")
     if is_disk_full(exc):
         return StoreError(f"disk full while writing {path}: free space (or lower "
                           "store.max_photo_bytes) and run again; nothing was half-written")

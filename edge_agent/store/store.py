@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,8 @@ import sqlite_utils
 
 from edge_agent.config import StoreConfig
 from edge_agent.errors import StoreError
-from edge_agent.store.db import BUSY_TIMEOUT_S, connect, transaction
+from edge_agent.store.db import BUSY_TIMEOUT_S, connect, store_error, transaction
+from edge_agent.store.health import quick_check, refuse_missing_database, refuse_unmigrated
 from edge_agent.store.migrations import migrate
 from edge_agent.store.photos import PhotoFiles, relative_path
 from edge_agent.store.records import (
@@ -60,14 +62,26 @@ class Store:
     # ----------------------------------------------------------------- opening
     @classmethod
     def open(cls, config: StoreConfig, check: bool = True, clock: Clock = utc_now,
-             busy_timeout_s: float = BUSY_TIMEOUT_S) -> Store:
-        """Open (creating) the store, migrate it, and check it unless ``check`` is False."""
+             busy_timeout_s: float = BUSY_TIMEOUT_S, rebuilding: bool = False) -> Store:
+        """Open (creating) the store, migrate it, and check it unless ``check`` is False.
+        A lost, emptied or damaged database next to stored photos is a DamagedStoreError
+        (``health``); ``rebuilding`` (``gotcha store recover``) makes a new one there."""
+        if not rebuilding:
+            refuse_missing_database(config.path, config.photo_dir)
         db = connect(config.path, busy_timeout_s)
         store = cls(db, config.path, PhotoFiles(config.photo_dir), config.max_photo_bytes,
                     config.expired_retention_h, clock)
-        migrate(db, config.path)
-        if check:
-            store.check_integrity()
+        try:
+            if not rebuilding:
+                refuse_unmigrated(db, config.path, config.photo_dir)
+            migrate(db, config.path)
+            if check:
+                store.check_integrity()
+        except BaseException as exc:
+            store.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise store_error(exc, config.path) from exc
+            raise
         return store
 
     def close(self) -> None:
@@ -92,10 +106,7 @@ class Store:
         in the list of repairs). A confirmed report whose photo is gone or altered is evidence
         lost: that raises StoreError, since only a person can decide what to do.
         """
-        result = [row[0] for row in self.db.execute("PRAGMA quick_check").fetchall()]
-        if result != ["ok"]:
-            raise StoreError(f"{self.db_path} is damaged (quick_check: {'; '.join(result[:3])}); "
-                             "stop gotcha, move the file aside and restore it from a backup")
+        quick_check(self.db, self.db_path)
         self.photos.remove_temporaries()
         repairs: list[str] = []
         with self.transaction():

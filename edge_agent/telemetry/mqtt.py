@@ -7,6 +7,12 @@ Topics, QoS 1 throughout:
   gotcha/{device_id}/heartbeat  counters, queue depth, model latency (JSON)
   gotcha/{device_id}/commands   subscribed: sync_now, reload_config
 
+Security (README, "MQTT commands"): TLS with the broker's CA and, for brokers that
+authenticate devices by certificate (AWS IoT Core), a client certificate and key. A command is
+obeyed only when signed with the fleet's command key (``command_auth``), or unsigned when the
+configuration says the broker's ACL already restricts the command topic. Events name plates by
+a salted hash unless ``mqtt.event_plates = "clear"``.
+
 Why it is built this way: the broker is optional and often unreachable from a patrol car, so
 nothing here may block or fail the agent. paho's own network thread connects in the background
 and reconnects with backoff; events published while offline wait in paho's bounded queue and
@@ -30,19 +36,28 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge_agent.config import GotchaConfig
+from edge_agent.errors import ConfigError
+from edge_agent.printable import printable
 from edge_agent.telemetry.base import (
     COMMAND_ALIASES,
     CommandHandler,
     StatsProvider,
     topic,
 )
+from edge_agent.telemetry.command_auth import CommandRejected, CommandVerifier, mask_plates
 
 log = logging.getLogger(__name__)
 QOS = 1
+REJECTION_EVENT_EVERY_S = 10.0  # at most one command_rejected event this often (a flood)
+_SIGNING_FIELDS = ("ts", "nonce", "sig")
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _path(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _json(body: Mapping[str, Any]) -> bytes:
@@ -65,6 +80,12 @@ class MqttTelemetry:
         self._started_at = time.monotonic()
         self.topics = {leaf: topic(self.device_id, leaf)
                        for leaf in ("status", "events", "heartbeat", "commands")}
+        settings = config.mqtt
+        self._verifier = (CommandVerifier(settings.command_key, self.topics["commands"],
+                                          settings.command_window_s)
+                          if settings.command_key else None)
+        self._last_rejection_event = float("-inf")
+        self._rejected = 0
         self._client = self._make_client()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -77,7 +98,13 @@ class MqttTelemetry:
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
         if settings.tls:
-            client.tls_set()
+            try:
+                client.tls_set(ca_certs=_path(settings.ca_file),
+                               certfile=_path(settings.cert_file),
+                               keyfile=_path(settings.key_file))
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ConfigError(f"mqtt TLS files cannot be loaded ({exc}); check "
+                                  "mqtt.ca_file, mqtt.cert_file and mqtt.key_file") from exc
         client.will_set(self.topics["status"], _json({"state": "offline",
                                                       "device_id": self.device_id,
                                                       "reason": "connection lost"}),
@@ -98,6 +125,13 @@ class MqttTelemetry:
         self._client.connect_async(self._settings.host, self._settings.port,
                                    keepalive=self._settings.keepalive_s)
         self._client.loop_start()
+        settings = self._settings
+        if not settings.command_key and not settings.commands_trusted_by_acl:
+            log.warning("telemetry: commands are ignored: set GOTCHA_MQTT__COMMAND_KEY, or "
+                        "mqtt.commands_trusted_by_acl when the broker's ACL guards the topic")
+        if settings.event_plates == "hash" and not settings.plate_salt:
+            log.warning("telemetry: events carry no plate (no GOTCHA_MQTT__PLATE_SALT to hash "
+                        "it with)")
         for name, target in (("gotcha-mqtt-commands", self._run_commands),
                              ("gotcha-mqtt-heartbeat", self._run_heartbeat)):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -166,19 +200,45 @@ class MqttTelemetry:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         command = self._parse_command(message.payload)
-        if command is None:
-            self.publish_event("command_rejected", {"reason": "payload is not a command",
-                                                    "payload": message.payload[:200]
-                                                    .decode("utf-8", "replace")})
-            return
         try:
-            self._inbox.put_nowait(command)
+            if command is None:
+                raise CommandRejected("payload is not a command")
+            self._authorise(command)
+        except CommandRejected as exc:
+            self._reject(str(exc), None if command is None else command["command"])
+            return
+        name = command["command"].strip()
+        args = {k: v for k, v in command.items() if k not in _SIGNING_FIELDS}
+        try:
+            self._inbox.put_nowait({**args, "command": COMMAND_ALIASES.get(name, name)})
         except queue.Full:
             log.warning("telemetry: command %s dropped, too many pending", command["command"])
 
+    def _authorise(self, command: Mapping[str, Any]) -> None:
+        """Signed with the command key, or unsigned on a topic the broker's ACL guards."""
+        if self._verifier is not None:
+            self._verifier.verify(command)
+        elif not self._settings.commands_trusted_by_acl:
+            raise CommandRejected("commands are disabled on this device (no command key)")
+
+    def _reject(self, reason: str, name: str | None) -> None:
+        """Log and publish a refused command, at most once per REJECTION_EVENT_EVERY_S (a
+        flood of forged commands must not flood the log or the broker)."""
+        self._rejected += 1
+        now = time.monotonic()
+        if now - self._last_rejection_event < REJECTION_EVENT_EVERY_S:
+            return
+        self._last_rejection_event = now
+        shown = None if name is None else printable(name)[:64]
+        log.warning("telemetry: command %s ignored: %s (%d ignored so far)", shown or "(none)",
+                    reason, self._rejected)
+        self.publish_event("command_rejected", {"reason": reason, "command": shown,
+                                                "ignored_total": self._rejected})
+
     @staticmethod
     def _parse_command(payload: bytes) -> dict[str, Any] | None:
-        """``{"command": "sync_now", ...}`` or a bare ``sync_now``; aliases sync/reload."""
+        """``{"command": "sync_now", ...}`` or a bare ``sync_now``, as sent (it is what the
+        signature covers); the alias is resolved once the command is authorised."""
         text = payload.decode("utf-8", "replace").strip()
         try:
             body = json.loads(text)
@@ -188,10 +248,9 @@ class MqttTelemetry:
             body = {"command": body}
         if not isinstance(body, dict) or not isinstance(body.get("command"), str):
             return None
-        name = body["command"].strip()
-        if not name:
+        if not body["command"].strip():
             return None
-        return {**body, "command": COMMAND_ALIASES.get(name, name)}
+        return body
 
     # --- worker threads ------------------------------------------------------------------------
 
@@ -223,7 +282,8 @@ class MqttTelemetry:
 
     def publish_event(self, kind: str, data: Mapping[str, Any] | None = None) -> bool:
         """Queue an event; it is sent now or after the next reconnect. False if dropped."""
-        body = {"type": kind, "device_id": self.device_id, "at": _now(), **(data or {})}
+        fields = mask_plates(data or {}, self._settings.event_plates, self._settings.plate_salt)
+        body = {"type": kind, "device_id": self.device_id, "at": _now(), **fields}
         return self._publish("events", body)
 
     def publish_heartbeat(self, stats: Mapping[str, Any] | None = None) -> bool:
