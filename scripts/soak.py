@@ -120,7 +120,7 @@ def print_row(row: dict[str, Any]) -> None:
 
 def check_s3(s3: S3Server, db: Path) -> list[str]:
     """Every confirmed report in S3 exactly once: its two photos and manifest, nothing else."""
-    from cloud_sync.manifest import validate_manifest
+    from gotcha_contracts.manifest import validate_manifest
 
     problems = []
     objects: dict[str, set[str]] = {}

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cloud_sync.manifest import MANIFEST_NAME, Manifest, ManifestError, validate_manifest
-
 from edge_agent.config import GotchaConfig
 from edge_agent.durable import fsync_dir
 from edge_agent.errors import StoreError
@@ -32,6 +30,9 @@ from edge_agent.store.health import photo_files
 from edge_agent.store.photos import relative_path, sha256_hex
 from edge_agent.store.records import to_iso
 from edge_agent.store.store import Store, utc_now
+from gotcha_contracts.errors import ManifestError
+from gotcha_contracts.manifest import Manifest, validate_manifest
+from gotcha_contracts.s3_layout import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
