@@ -22,7 +22,7 @@ import sqlite_utils
 from edge_agent.config import StoreConfig
 from edge_agent.errors import StoreError
 from edge_agent.store.db import BUSY_TIMEOUT_S, connect, store_error, transaction
-from edge_agent.store.health import quick_check, refuse_missing_database, refuse_unmigrated
+from edge_agent.store.health import refuse_missing_database, refuse_unmigrated
 from edge_agent.store.migrations import migrate
 from edge_agent.store.photos import PhotoFiles, relative_path
 from edge_agent.store.records import (
@@ -100,38 +100,10 @@ class Store:
 
     # ----------------------------------------------------------------- checks
     def check_integrity(self) -> list[str]:
-        """Start-up check: SQLite's quick_check, then every open report's photos on disk.
+        """Start-up check (see edge_agent.store.startup_check); the repairs it made."""
+        from edge_agent.store.startup_check import check_at_start
 
-        A candidate whose photo is gone cannot become evidence: it is expired (and returned
-        in the list of repairs). A confirmed report whose photo is gone or altered is evidence
-        lost: that raises StoreError, since only a person can decide what to do.
-        """
-        quick_check(self.db, self.db_path)
-        self.photos.remove_temporaries()
-        repairs: list[str] = []
-        with self.transaction():
-            reset = self.db.execute("UPDATE outbox SET state = 'pending' "
-                                    "WHERE state = 'uploading'").rowcount
-            if reset:
-                repairs.append(f"{reset} interrupted upload(s) queued again")
-        rows = self.db.query(
-            "SELECT r.report_id, r.state, s.photo_sha256 FROM reports r "
-            "JOIN sightings s ON s.id IN (r.first_sighting_id, r.confirming_sighting_id) "
-            "WHERE r.state IN ('candidate', 'confirmed')")
-        for row in list(rows):
-            if self.photos.verify(row["photo_sha256"]):
-                continue
-            path = self.photos.path(row["photo_sha256"])
-            if row["state"] == "confirmed":
-                raise StoreError(f"confirmed report {row['report_id']} has lost its evidence "
-                                 f"photo {path} (missing or altered); restore the photo folder "
-                                 f"{self.photos.root} from a backup before running gotcha")
-            with self.transaction():
-                self.expire(row["report_id"], "evidence photo missing or damaged at start-up")
-            repairs.append(f"candidate {row['report_id']} expired: photo {path} missing")
-        for line in repairs:
-            log.warning("store check: %s", line)
-        return repairs
+        return check_at_start(self)
 
     # ----------------------------------------------------------------- photos
     def put_photo(self, data: bytes) -> str:
