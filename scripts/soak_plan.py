@@ -119,7 +119,7 @@ def calibrate(candidates: list[tuple[str, np.ndarray]], config: GotchaConfig,
     from edge_agent.vision.pipeline import VisionPipeline
 
     pipeline = VisionPipeline.from_config(config)
-    floor = config.vision.min_plate_confidence
+    floor = config.plates.evidence_floor
     sources: list[Source] = []
     plates: set[str] = set()
     noise = 0
