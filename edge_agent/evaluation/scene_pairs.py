@@ -3,8 +3,10 @@
 Real: a folder of fixed-camera frames named by capture time with PKLot occupancy XML
 (``<time>.xml``: spaces as rotated rectangles, occupied 0/1). A space occupied in both frames
 is a same-spot positive (real light change and traffic around it); a space occupied in only one
-frame is a vehicle-gone negative (the box, the space, is the same in both); an occupied space
-against another occupied space of the other frame is a vehicle-moved negative.
+frame is a vehicle-gone negative, the frame with the vehicle first whichever was taken first
+(the device's first photo always shows the vehicle; the box, the space, is the same in both);
+an occupied space against another occupied space of the other frame is an other-space
+negative. Each real pair carries its day (the frames' date), so calibration can hold days out.
 
 Generated: from every other photo, with the largest detected vehicle as "the" vehicle:
 positives after a small camera move (rotation, scale, perspective), light change, noise and JPEG,
@@ -54,6 +56,7 @@ class ScenePair:
     a: View
     b: View
     group: str  # pairs of one group share images; the calibration split keeps groups whole
+    day: str | None = None  # capture date of a real pair's frames; None for generated pairs
 
 
 # --- real pairs: PKLot occupancy -------------------------------------------------------------
@@ -98,34 +101,42 @@ def real_pairs(folder: Path, rng: np.random.Generator) -> list[ScenePair]:
     for xml in sorted(folder.glob("*.xml")):
         image = next((xml.with_suffix(s) for s in (".jpg", ".png") if xml.with_suffix(s).is_file()),
                      None)
-        if image is not None and FRAME_TIME.search(xml.stem):
-            frames.append((xml.stem, image, read_occupancy(xml)))
+        match = FRAME_TIME.search(xml.stem)
+        if image is not None and match:
+            frames.append((xml.stem, match.group(1), image, read_occupancy(xml)))
     pairs: list[ScenePair] = []
-    for (ta, ia, sa), (tb, ib, sb) in combinations(frames, 2):
+    for (ta, da, ia, sa), (tb, db, ib, sb) in combinations(frames, 2):
         group = f"{folder.name}/{ta}~{tb}"
+        day = da if da == db else f"{da}~{db}"
         occupied_b = [s for s, (_, occ) in sb.items() if occ]
         for space, (box, occ_a) in sa.items():
             if space not in sb:
                 continue
             occ_b = sb[space][1]
             view_a = View(f"{ia}#{space}", _reader(ia), box)
+            view_b = View(f"{ib}#{space}", _reader(ib), sb[space][0])
             if occ_a and occ_b:
-                pairs.append(ScenePair("real", "same-spot", True, view_a,
-                                       View(f"{ib}#{space}", _reader(ib), sb[space][0]), group))
+                pairs.append(ScenePair("real", "same-spot", True, view_a, view_b, group, day))
                 others = [s for s in occupied_b if s != space]
                 if others:
                     other = others[int(rng.integers(len(others)))]
                     pairs.append(ScenePair("real", "other-space", False, view_a,
                                            View(f"{ib}#{other}", _reader(ib), sb[other][0]),
-                                           group))
+                                           group, day))
             elif occ_a != occ_b:
-                pairs.append(ScenePair("real", "vehicle-gone", False, view_a,
-                                       View(f"{ib}#{space}", _reader(ib), sb[space][0]), group))
+                first, then = (view_a, view_b) if occ_a else (view_b, view_a)
+                pairs.append(ScenePair("real", "vehicle-gone", False, first, then, group, day))
     return pairs
 
 
 def has_occupancy(folder: Path) -> bool:
     return any(FRAME_TIME.search(x.stem) for x in folder.glob("*.xml"))
+
+
+def occupancy_days(folder: Path) -> list[str]:
+    """The capture dates of a folder's frames with occupancy XML (a day with no occupied
+    space still counts: it yields no pairs, and the report says so)."""
+    return sorted({m.group(1) for x in folder.glob("*.xml") if (m := FRAME_TIME.search(x.stem))})
 
 
 # --- generated pairs: perturbations of one photo ---------------------------------------------
