@@ -42,6 +42,7 @@ from edge_agent.evaluation.scene_metrics import (
 from edge_agent.evaluation.scene_pairs import (
     PER_CASE,
     ScenePair,
+    cross_day_pairs,
     generated_pairs,
     list_photos,
     main_vehicle,
@@ -122,6 +123,7 @@ def evaluate(root: Path, matcher: SceneMatcher, detect: Detect | None, *, seed: 
                                   match, f"{pair.a.key} | {pair.b.key}", pair.day))
 
     pairs = [p for folder in real_folders for p in real_pairs(folder, rng)]
+    pairs += cross_day_pairs(real_folders)
     if limit is not None and len(pairs) > limit:
         pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), limit, replace=False))]
     for pair in pairs:
