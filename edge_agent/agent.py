@@ -56,8 +56,8 @@ class MatcherComparer:
 def scene_matcher(config: GotchaConfig) -> SceneMatcher:
     """SCENE's matcher from config; geometry only when the embedding model file is absent.
 
-    DESIGN.md: without an embedding model, geometry alone decides. A model that is present
-    but broken still raises.
+    docs/design.md (Evidence rule): without an embedding model, geometry alone decides. A
+    model that is present but broken still raises.
     """
     from edge_agent.vision.scene import SceneMatcher
 
