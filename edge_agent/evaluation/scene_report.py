@@ -102,27 +102,39 @@ def _case_cell(cases: dict[str, Any], case: str) -> str:
     return f"{c['accepted']:>4}/{c['pairs']:<4} {_pct(c['accept_rate'])}"
 
 
+def _margin(m: dict[str, Any]) -> str:
+    def v(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    return (f"boundary {v(m['boundary'])}, weakest positive {v(m['weakest_positive'])}, "
+            f"strongest gone {v(m['strongest_gone'])}")
+
+
 def day_table(report: dict[str, Any]) -> list[str]:
-    """Accepted pairs of each case per day: with the day held out, and as configured."""
+    """Accepted pairs of each case per day: with the day held out, and as configured; then how
+    close the held-out days came to the look and presence boundaries."""
     lines = [f"{'day':<11} {'':<10} " + " ".join(f"{c:>16}" for c in REAL_CASES) + "  meets"]
+    notes, margins = [], []
     for day, v in report["days"].items():
         held, configured = v["held_out"], v["configured"]
         if not held["pairs"]:
-            lines.append(f"{day:<11} no pairs: no space is occupied in its labelled frames")
+            notes.append(f"{day}: no pairs (no space is occupied in its labelled frames)")
             continue
         if not held["positives"]:
-            lines.append(f"{day:<11} (no space is occupied in its labelled frames: only "
-                         "gone-other-day pairs, its empty spaces against other days' cars)")
+            notes.append(f"{day}: no space is occupied in its labelled frames; it enters only "
+                         "through gone-other-day pairs (its empty spaces, other days' cars)")
         lines.append(f"{day:<11} {'held out':<10} "
                      + " ".join(_case_cell(held["cases"], c) for c in REAL_CASES)
                      + f"  {'yes' if held['meets'] else 'NO'}")
         lines.append(f"{'':<11} {'configured':<10} "
                      + " ".join(_case_cell(configured["cases"], c) for c in REAL_CASES))
+        margins.append(f"{day} held out: look {_margin(held['margins']['look'])}; presence "
+                       f"{_margin(held['margins']['presence'])}")
     overall = report["leave_one_day_out"]["overall"]
     lines.append(f"{'all days':<11} {'held out':<10} "
                  + " ".join(_case_cell(overall["cases"], c) for c in REAL_CASES)
                  + f"  {'yes' if overall['meets'] else 'NO'}")
-    return lines
+    return lines + notes + margins
 
 
 def table(report: dict[str, Any]) -> str:
