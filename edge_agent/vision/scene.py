@@ -16,8 +16,8 @@ in the same place?
   together; otherwise the first vehicle box, mapped the same way, must land on the second box
   (a car moved a few metres lands beside it);
 - look: the vehicle regions must still look alike (gradient correlation of small grey patches,
-  cell by cell, plus the embedding of the crops), so a car swapped for another one fails even
-  when the box did not move.
+  cell by cell, the share of contrast kept, and the embedding of the crops), so a car swapped
+  for another one fails even when the box did not move.
 
 ``score`` is the weakest part, ``same_scene`` is ``score >= threshold`` (the shared rules'
 scene_threshold). Without an embedding model the geometric and patch checks decide alone.

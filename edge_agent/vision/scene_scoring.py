@@ -6,8 +6,8 @@
   the ground that the second photo still shows there);
 - place: the vehicle did not move against the background (its keypoints follow the
   background, or else the mapped box lands on the second box);
-- look: it is the same vehicle (cell-wise gradient correlation of the patches plus, with an
-  embedding model, the cosine of the crops).
+- look: it is the same vehicle (cell-wise gradient correlation of the patches, the share of
+  the vehicle's contrast kept and, with an embedding model, the cosine of the crops).
 
 Each part is ``1 / (1 + exp(-(x - mid) / scale))``; ``mid`` is the part's decision boundary.
 The boundaries live in one frozen ``SceneCalibration`` so that an evaluation can fit them on
