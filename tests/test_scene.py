@@ -254,3 +254,108 @@ def test_gradient_similarity_ignores_brightness_not_content():
     assert gradient_similarity(patch, brighter) > 0.95
     assert gradient_similarity(patch, other) < 0.3
     assert gradient_similarity(patch, np.full_like(patch, 128)) == 0.0
+
+
+def _ground_and_car(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """A textured asphalt patch, the same with a dark car with bright windows on it, and the
+    asphalt's grey quantiles (what a signature keeps of the ground)."""
+    ground = np.clip(rng.normal(120, 12, (48, 48)), 0, 255).astype(np.uint8)
+    car = ground.copy()
+    car[10:38, 8:40] = 40
+    car[14:22, 12:36] = 200
+    levels = tuple(float(v) for v in np.percentile(ground, np.linspace(0, 100, 17)))
+    return ground, car, levels
+
+
+def test_vehicle_contrast_left_tells_a_car_from_its_empty_place_under_any_exposure():
+    from edge_agent.vision.scene_similarity import vehicle_contrast_left
+
+    ground, car, levels = _ground_and_car(np.random.default_rng(4))
+    kept, contrast = vehicle_contrast_left(car, car, None, levels, levels)
+    assert kept == pytest.approx(1.0, abs=0.05) and contrast > 0.3
+    gone, _ = vehicle_contrast_left(car, ground, None, levels, levels)
+    assert gone < 0.4  # an emptied place shows ground: below the presence boundary
+    # another exposure and gamma for the second photo, ground and car alike: ranks do not move
+    lut = np.clip(255 * (np.arange(256) / 255) ** 0.6 * 1.2, 0, 255).astype(np.uint8)
+    brighter = tuple(float(v) for v in np.percentile(cv2.LUT(ground, lut),
+                                                    np.linspace(0, 100, 17)))
+    kept_bright, _ = vehicle_contrast_left(car, cv2.LUT(car, lut), None, levels, brighter)
+    assert kept_bright > 0.9
+
+
+def test_ground_rank_of_a_flat_ground_is_neutral():
+    from edge_agent.vision.scene_similarity import ground_rank
+
+    flat = (128.0,) * 17
+    ranks = ground_rank(np.array([[0.0, 128.0, 255.0]], np.float32), flat)
+    np.testing.assert_allclose(ranks, [[-0.5, 0.0, 0.5]])
+
+
+def _rewrite_header(blob: bytes, **changes) -> bytes:
+    """The same npz blob with header fields changed (None removes one)."""
+    import io
+    import json
+
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    for key, value in changes.items():
+        if value is None:
+            header.pop(key, None)
+        else:
+            header[key] = value
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    out = io.BytesIO()
+    np.savez_compressed(out, **arrays)
+    return out.getvalue()
+
+
+def test_version_1_signature_is_still_read_and_compared(geometry, pklot):
+    """A candidate stored before the presence check (no ground levels) can still be confirmed:
+    the presence gate abstains and the look counts the vehicle as kept."""
+    from edge_agent.vision.scene_signature import SIGNATURE_VERSION
+
+    assert SIGNATURE_VERSION == 2
+    ia, ib, box, _ = next(c for c in _real_cases(pklot) if c[3])
+    old = _rewrite_header(geometry.signature(ia, box).to_bytes(), version=1, ground=None)
+    first = SceneSignature.from_bytes(old)
+    assert first.ground is None
+    verdict = geometry.compare(first, geometry.signature(ib, box))
+    assert verdict.presence_score is None and verdict.vehicle_presence is None
+    assert verdict.same_scene, verdict
+
+
+def test_unknown_signature_version_is_refused_with_the_version(geometry, streets):
+    (image, box), _ = streets
+    blob = _rewrite_header(geometry.signature(image, box).to_bytes(), version=99)
+    with pytest.raises(BadInputError, match="version 99"):
+        SceneSignature.from_bytes(blob)
+
+
+def test_signature_ground_levels_must_rise():
+    with pytest.raises(BadInputError, match="ground levels"):
+        SceneSignature(size=(10, 10), vehicle_box=None, points=np.zeros((0, 2), np.float32),
+                       descriptors=np.zeros((0, 32), np.uint8),
+                       vehicle_points=np.zeros((0, 2), np.float32),
+                       vehicle_descriptors=np.zeros((0, 32), np.uint8), patch=None,
+                       embedding=None, vehicle_embedding=None, ground=(100.0, 90.0))
+
+
+def test_calibration_rejects_a_non_positive_scale():
+    from dataclasses import replace
+
+    from edge_agent.vision.scene_scoring import DEFAULT_CALIBRATION
+
+    with pytest.raises(ValueError, match="look_scale"):
+        replace(DEFAULT_CALIBRATION, look_scale=0.0)
+
+
+def test_vehicle_gone_reason_names_the_empty_place(matcher, pklot):
+    """A space that emptied between two frames: rejected, and the reason says which check."""
+    (ia, sa), (ib, sb) = pklot[0], pklot[2]
+    space = next(s for s, (_, occ) in sa.items() if occ and not sb[s][1])
+    box = sa[space][0]
+    verdict = matcher.match(ia, box, ib, box)
+    assert not verdict.same_scene and verdict.vehicle_moved
+    assert verdict.vehicle_presence is not None
+    assert "vehicle gone" in verdict.reason or "changed" in verdict.reason, verdict

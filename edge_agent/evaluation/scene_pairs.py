@@ -3,8 +3,12 @@
 Real: a folder of fixed-camera frames named by capture time with PKLot occupancy XML
 (``<time>.xml``: spaces as rotated rectangles, occupied 0/1). A space occupied in both frames
 is a same-spot positive (real light change and traffic around it); a space occupied in only one
-frame is a vehicle-gone negative (the box, the space, is the same in both); an occupied space
-against another occupied space of the other frame is a vehicle-moved negative.
+frame is a vehicle-gone negative, the frame with the vehicle first whichever was taken first
+(the device's first photo always shows the vehicle; the box, the space, is the same in both);
+an occupied space against another occupied space of the other frame is an other-space
+negative. Across days of one camera (folders named ``<camera>_<date>``), a space occupied on one
+day and empty on another is a gone-other-day negative. Each real pair carries its day (the
+frames' date; two dates joined by "~" across days), so calibration can hold days out.
 
 Generated: from every other photo, with the largest detected vehicle as "the" vehicle:
 positives after a small camera move (rotation, scale, perspective), light change, noise and JPEG,
@@ -49,11 +53,13 @@ class View:
 @dataclass(frozen=True)
 class ScenePair:
     kind: str  # real | generated
-    case: str  # same-spot, vehicle-gone, other-space, shift-light, passer-by, moved, other-scene
+    case: str  # same-spot, vehicle-gone, gone-other-day, other-space (real); shift-light,
+    # passer-by, moved, other-scene (generated)
     positive: bool
     a: View
     b: View
     group: str  # pairs of one group share images; the calibration split keeps groups whole
+    day: str | None = None  # capture date(s) of a real pair's frames; None for generated pairs
 
 
 # --- real pairs: PKLot occupancy -------------------------------------------------------------
@@ -92,17 +98,37 @@ def _reader(path: Path) -> Callable[[], np.ndarray]:
     return load
 
 
-def real_pairs(folder: Path, rng: np.random.Generator) -> list[ScenePair]:
-    """Pairs from one fixed-camera folder's frames that have occupancy XML."""
+Frame = tuple[str, str, Path, dict[str, tuple[Box, bool]]]  # stem, date, image, spaces
+
+
+def _frames(folder: Path) -> list[Frame]:
+    """A folder's frames that have occupancy XML, in name (capture time) order."""
     frames = []
     for xml in sorted(folder.glob("*.xml")):
         image = next((xml.with_suffix(s) for s in (".jpg", ".png") if xml.with_suffix(s).is_file()),
                      None)
-        if image is not None and FRAME_TIME.search(xml.stem):
-            frames.append((xml.stem, image, read_occupancy(xml)))
+        match = FRAME_TIME.search(xml.stem)
+        if image is not None and match:
+            frames.append((xml.stem, match.group(1), image, read_occupancy(xml)))
+    return frames
+
+
+def _gone(space: str, fa: Frame, fb: Frame, case: str, group: str, day: str) -> ScenePair:
+    """The frame whose space is occupied first, the one where it is empty second."""
+    (_, _, ia, sa), (_, _, ib, sb) = fa, fb
+    view_a = View(f"{ia}#{space}", _reader(ia), sa[space][0])
+    view_b = View(f"{ib}#{space}", _reader(ib), sb[space][0])
+    first, then = (view_a, view_b) if sa[space][1] else (view_b, view_a)
+    return ScenePair("real", case, False, first, then, group, day)
+
+
+def real_pairs(folder: Path, rng: np.random.Generator) -> list[ScenePair]:
+    """Pairs from one fixed-camera folder's frames that have occupancy XML."""
     pairs: list[ScenePair] = []
-    for (ta, ia, sa), (tb, ib, sb) in combinations(frames, 2):
+    for fa, fb in combinations(_frames(folder), 2):
+        (ta, da, ia, sa), (tb, db, ib, sb) = fa, fb
         group = f"{folder.name}/{ta}~{tb}"
+        day = da if da == db else "~".join(sorted({da, db}))
         occupied_b = [s for s, (_, occ) in sb.items() if occ]
         for space, (box, occ_a) in sa.items():
             if space not in sb:
@@ -111,21 +137,53 @@ def real_pairs(folder: Path, rng: np.random.Generator) -> list[ScenePair]:
             view_a = View(f"{ia}#{space}", _reader(ia), box)
             if occ_a and occ_b:
                 pairs.append(ScenePair("real", "same-spot", True, view_a,
-                                       View(f"{ib}#{space}", _reader(ib), sb[space][0]), group))
+                                       View(f"{ib}#{space}", _reader(ib), sb[space][0]),
+                                       group, day))
                 others = [s for s in occupied_b if s != space]
                 if others:
                     other = others[int(rng.integers(len(others)))]
                     pairs.append(ScenePair("real", "other-space", False, view_a,
                                            View(f"{ib}#{other}", _reader(ib), sb[other][0]),
-                                           group))
+                                           group, day))
             elif occ_a != occ_b:
-                pairs.append(ScenePair("real", "vehicle-gone", False, view_a,
-                                       View(f"{ib}#{space}", _reader(ib), sb[space][0]), group))
+                pairs.append(_gone(space, fa, fb, "vehicle-gone", group, day))
+    return pairs
+
+
+def camera_of(folder: Path) -> str:
+    """A fixed camera's name: its folder's name without the trailing date."""
+    return re.sub(r"[_-]?\d{4}-\d{2}-\d{2}$", "", folder.name)
+
+
+def cross_day_pairs(folders: list[Path]) -> list[ScenePair]:
+    """Vehicle-gone pairs across days of one camera: a space occupied in a frame of one day and
+    empty in a frame of another (the vehicle first). Another day's light and weather, as on
+    days the boundaries never saw; the day of such a pair is both dates joined by "~"."""
+    by_camera: dict[str, list[Path]] = {}
+    for folder in folders:
+        by_camera.setdefault(camera_of(folder), []).append(folder)
+    pairs: list[ScenePair] = []
+    for camera, group_folders in sorted(by_camera.items()):
+        frames = [f for folder in group_folders for f in _frames(folder)]
+        for fa, fb in combinations(frames, 2):
+            if fa[1] == fb[1]:
+                continue  # one day: real_pairs has it
+            day = "~".join(sorted((fa[1], fb[1])))
+            for space in sorted(set(fa[3]) & set(fb[3])):
+                if fa[3][space][1] != fb[3][space][1]:
+                    pairs.append(_gone(space, fa, fb, "gone-other-day",
+                                       f"{camera}/{fa[0]}~{fb[0]}", day))
     return pairs
 
 
 def has_occupancy(folder: Path) -> bool:
     return any(FRAME_TIME.search(x.stem) for x in folder.glob("*.xml"))
+
+
+def occupancy_days(folder: Path) -> list[str]:
+    """The capture dates of a folder's frames with occupancy XML (a day with no occupied
+    space still counts: it yields no pairs, and the report says so)."""
+    return sorted({m.group(1) for x in folder.glob("*.xml") if (m := FRAME_TIME.search(x.stem))})
 
 
 # --- generated pairs: perturbations of one photo ---------------------------------------------
