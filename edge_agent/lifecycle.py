@@ -42,7 +42,7 @@ from typing import Literal, Protocol
 
 from edge_agent.store.records import Sighting
 from edge_agent.store.store import Clock, Store, utc_now
-from gotcha_contracts.plate_identity import same_plate
+from gotcha_contracts.plate_identity import HIGH_CHAR_CONFIDENCE, LOW_CHAR_CONFIDENCE, same_plate
 from gotcha_contracts.rules import Rules, haversine_m, reporting_deadline
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class _Outcome:
 _PREFERENCE = {"confirm": 0, "too_early": 1, "evidence": 2, "mismatch": 3, "moved": 4}
 
 
-def _plate_char_confidences(s: Sighting) -> list[float]:
+def plate_char_confidences(s: Sighting) -> list[float]:
     """Per-character confidence of the normalised plate, aligned through the raw read."""
     raw = unicodedata.normalize("NFC", s.plate_raw)
     confs = list(s.char_confidences)
@@ -117,7 +117,7 @@ def _plate_char_confidences(s: Sighting) -> list[float]:
 def one_char_match(a: Sighting, b: Sighting, low: float,
                    high: float) -> tuple[str, str] | None:
     """(plate to keep, the other read) when ``a`` and ``b`` are one unsure character apart."""
-    return same_plate(a.plate, _plate_char_confidences(a), b.plate, _plate_char_confidences(b),
+    return same_plate(a.plate, plate_char_confidences(a), b.plate, plate_char_confidences(b),
                       low, high)
 
 
@@ -125,8 +125,8 @@ class Lifecycle:
     """Decides each sighting against this device's open reports; one transaction per sighting."""
 
     def __init__(self, store: Store, rules: Rules, zone: str, scene: SceneComparer,
-                 clock: Clock = utc_now, low_char_confidence: float = 0.6,
-                 high_char_confidence: float = 0.8,
+                 clock: Clock = utc_now, low_char_confidence: float = LOW_CHAR_CONFIDENCE,
+                 high_char_confidence: float = HIGH_CHAR_CONFIDENCE,
                  models: dict[str, str | None] | None = None) -> None:
         rules.min_interval(zone)  # raises ValueError for an unknown zone, at start
         self.store = store

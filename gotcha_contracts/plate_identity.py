@@ -2,9 +2,10 @@
 
 Why here: the device merges two photos of one vehicle into one report and the cloud merges two
 reports of one violation; both must mean the same thing by "the same plate" (docs/design.md,
-sections "Lifecycle" and "Cloud"). Identity is the normalised plate text (:func:`plate_key`);
-the device also accepts one misread character (:func:`same_plate`), the cloud does not (a
-report's plate was settled on the device, so the cloud de-duplicates on :func:`plate_key`).
+sections "Lifecycle" and "Cloud"). Identity is the normalised plate text (:func:`plate_key`)
+with one misread character tolerated (:func:`same_plate`): the device merges two photos with
+it and the cloud's duplicate check merges two reports with it, with the same thresholds.
+:func:`match_keys` lets the cloud find, through an index, every plate that could match.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from collections.abc import Sequence
 
 from gotcha_contracts.plate_grammar import normalize_plate
 
+LOW_CHAR_CONFIDENCE = 0.6  # below this a character of a read is unsure
+HIGH_CHAR_CONFIDENCE = 0.8  # at or above this a character of a read is sure
+
 
 def plate_key(text: str) -> str | None:
     """The plate's identity: its normalised text (``"서울12가3456"``); None if not a plate."""
@@ -20,7 +24,8 @@ def plate_key(text: str) -> str | None:
 
 
 def same_plate(a: str, a_confs: Sequence[float], b: str, b_confs: Sequence[float],
-               low: float, high: float) -> tuple[str, str] | None:
+               low: float = LOW_CHAR_CONFIDENCE, high: float = HIGH_CHAR_CONFIDENCE
+               ) -> tuple[str, str] | None:
     """(plate to keep, the other read) when ``a`` and ``b`` are the same plate, else None.
 
     ``a`` and ``b`` are normalised, grammar-valid plates; ``a_confs`` and ``b_confs`` hold one
@@ -47,3 +52,14 @@ def same_plate(a: str, a_confs: Sequence[float], b: str, b_confs: Sequence[float
     if cb >= high and ca < low:
         return b, a
     return None
+
+
+def match_keys(plate: str) -> tuple[str, str]:
+    """Two index keys, the plate's length with its first and with its second half.
+
+    Two plates :func:`same_plate` can match have the same length and differ in at most one
+    position, so they share at least one half: looking up both keys finds every candidate
+    (and a few others, which :func:`same_plate` then turns away).
+    """
+    half = len(plate) // 2
+    return f"{len(plate)}<{plate[:half]}", f"{len(plate)}>{plate[half:]}"
