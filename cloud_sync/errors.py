@@ -24,3 +24,7 @@ class PhotosNotReadyError(CloudError):
 
 class DatabaseError(CloudError):
     """The database cannot be reached, or a statement failed in a way retrying will not fix."""
+
+
+class RejectedObjectError(CloudError):
+    """An S3 object the ingest handler cannot accept: recorded with this reason, not retried."""

@@ -8,9 +8,10 @@ dropped afterwards, and a moto S3 server started here (or --endpoint-url). For e
 * ingest: the handler on one S3 ObjectCreated event per manifest (GET manifest, HEAD both
   photos, insert into `temporary`), as Lambda calls it;
 * promote: pending rows -> final/duplicate, half of them plates already in `final` nearby
-  (so the duplicate look-up finds rows), batch 200.
+  (so the duplicate look-up finds rows), in the promoter's default batches.
 
-Promotion must not slow down as `final` grows: its look-ups go through (plate, confirmed_at).
+Promotion must not slow down as `final` grows: its look-ups go through the plate match keys'
+(plate_left|plate_right, confirmed_at) indexes.
 
 usage: .venv/bin/python scripts/bench_cloud.py [--sizes 10000 100000] [--manifests 300]
        [--pending 3000] [--json out.json]
@@ -37,6 +38,7 @@ from cloud_sync.config import DbSettings  # noqa: E402
 from cloud_sync.events import s3_event, s3_event_record  # noqa: E402
 from gotcha_contracts.manifest_build import build_manifest, manifest_bytes  # noqa: E402
 from gotcha_contracts.plate_grammar import PRIVATE_LETTERS  # noqa: E402
+from gotcha_contracts.plate_identity import match_keys  # noqa: E402
 from gotcha_contracts.s3_layout import manifest_key, photo_keys  # noqa: E402
 
 BUCKET = "gotcha-bench"
@@ -80,10 +82,12 @@ def fill_final(conn, rows: int, now: datetime) -> float:
     for i in range(rows):
         confirmed = db.db_time(now - timedelta(seconds=rng.uniform(0, 30 * 86400)))
         lat, lon = BASE[0] + rng.uniform(0, 0.2), BASE[1] + rng.uniform(0, 0.2)
+        text = plate(rng.randrange(max(1, rows // 2)))
         chunk.append((str(uuid.UUID(int=rng.getrandbits(128), version=4)), 10_000_000 + i,
-                      f"dev-{i % 50}", plate(rng.randrange(max(1, rows // 2))), 0.9, "private",
+                      f"dev-{i % 50}", text, 0.9, "private",
                       "sidewalk", lat, lon, confirmed - timedelta(seconds=90), confirmed, 0.9,
-                      BUCKET, "m", "p1", "a" * 64, "p2", "b" * 64, confirmed))
+                      BUCKET, "m", "p1", "a" * 64, "p2", "b" * 64, confirmed,
+                      json.dumps([0.9] * len(text)), *match_keys(text)))
         if len(chunk) == 5000:
             with conn.cursor() as cur:
                 cur.executemany(sql, chunk)
@@ -113,9 +117,10 @@ def upload_manifests(s3, count: int, now: datetime) -> list[dict]:
                           Metadata={"sha256": hashlib.sha256(body).hexdigest()})
         doc = build_manifest(
             report_id=report_id, device_id="dev-bench", plate=plate(i), plate_confidence=0.9,
-            zone="sidewalk", location={"lat": BASE[0], "lon": BASE[1], "accuracy_m": 5.0},
-            first_seen_at=confirmed - timedelta(seconds=90), confirmed_at=confirmed,
+            zone="sidewalk", first_seen_at=confirmed - timedelta(seconds=90),
+            confirmed_at=confirmed,
             photos=[{"sha256": hashlib.sha256(b).hexdigest(), "captured_at": t,
+                     "location": {"lat": BASE[0], "lon": BASE[1], "accuracy_m": 5.0},
                      "plate_box": [1, 1, 5, 5], "vehicle_box": None,
                      "scene_embedding": [0.0] * 128}
                     for b, t in zip(photos, (confirmed - timedelta(seconds=90), confirmed),
@@ -175,7 +180,8 @@ def add_pending(conn, count: int, final_rows: int, now: datetime) -> None:
                "bucket": BUCKET, "manifest_key": "m", "manifest_etag": None,
                "manifest_sha256": "c" * 64, "photo1_key": "p1", "photo1_sha256": "a" * 64,
                "photo2_key": "p2", "photo2_sha256": "b" * 64, "manifest": None,
-               "received_at": db.db_time(now)}
+               "received_at": db.db_time(now), "plate_char_confidences": json.dumps(
+                   [0.9] * len(p)), "rules": '{"overrides":{},"version":1}'}
         rows.append([row[c] for c in cols])
     with conn.cursor() as cur:
         cur.executemany(ingest.INSERT_TEMPORARY_SQL, rows)
@@ -186,12 +192,13 @@ def dedup_plan_rows(conn) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT plate, confirmed_at FROM final ORDER BY id LIMIT 1")
         row = cur.fetchone()
-        cur.execute("EXPLAIN " + promote.NEARBY_FINALS_SQL, (
-            row["plate"], row["confirmed_at"] - timedelta(hours=12),
-            row["confirmed_at"] + timedelta(hours=12)))
-        plan = cur.fetchone()
+        window = (row["confirmed_at"] - timedelta(hours=12), row["confirmed_at"] + timedelta(
+            hours=12))
+        left, right = match_keys(row["plate"])
+        cur.execute("EXPLAIN " + promote.NEARBY_FINALS_SQL, (left, *window, right, *window))
+        plans = [p for p in cur.fetchall() if p["table"] == "final"]
     conn.commit()
-    return int(plan["rows"])
+    return sum(int(p["rows"]) for p in plans)
 
 
 def main() -> int:
@@ -242,7 +249,7 @@ def main() -> int:
                 cur.execute("DELETE FROM `temporary`")
             conn.commit()
             add_pending(conn, args.pending, size, now)
-            outcome = promote.promote_pending(conn, batch_size=200)
+            outcome = promote.promote_pending(conn)
             results.append({
                 "final_rows_before": size, "bulk_insert_s": round(fill_s, 2),
                 "bulk_insert_rows_per_s": round(size / fill_s),

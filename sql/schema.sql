@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS `temporary` (
   final_id            BIGINT UNSIGNED NULL,
   received_at         DATETIME(3)  NOT NULL,
   processed_at        DATETIME(3)  NULL,
+  -- schema 2 manifests: one confidence per plate character (JSON array), and the rules the
+  -- device applied as {"version": n, "overrides": {...}} (NULL: schema 1, DEFAULT_RULES)
+  plate_char_confidences  VARCHAR(400)  CHARACTER SET ascii COLLATE ascii_bin NULL,
+  rules                   VARCHAR(2000) CHARACTER SET ascii COLLATE ascii_bin NULL,
   CONSTRAINT temporary_status_ck
     CHECK (status IN ('waiting', 'pending', 'raw', 'final', 'duplicate', 'rejected')),
   CONSTRAINT temporary_source_ck CHECK (source IN ('agent', 'raw')),
@@ -99,12 +103,19 @@ CREATE TABLE IF NOT EXISTS final (
   duplicate_count     INT UNSIGNED NOT NULL DEFAULT 0,
   last_duplicate_at   DATETIME(3)  NULL,
   promoted_at         DATETIME(3)  NOT NULL,
+  -- gotcha_contracts.plate_identity: per-character confidences (JSON array) and the two
+  -- match_keys through which the duplicate check finds plates one character apart
+  plate_char_confidences  VARCHAR(400) CHARACTER SET ascii COLLATE ascii_bin NULL,
+  plate_left          VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
+  plate_right         VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
   UNIQUE KEY final_report_id_uq (report_id),
   UNIQUE KEY final_temporary_id_uq (temporary_id),
   KEY final_plate_time_ix (plate, confirmed_at),
   KEY final_zone_time_ix (zone, confirmed_at),
   KEY final_device_time_ix (device_id, confirmed_at),
-  KEY final_time_ix (confirmed_at)
+  KEY final_time_ix (confirmed_at),
+  KEY final_left_time_ix (plate_left, confirmed_at),
+  KEY final_right_time_ix (plate_right, confirmed_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- Events the ingest handler could not accept: malformed manifests, bad photos, keys that do
@@ -125,8 +136,9 @@ CREATE TABLE IF NOT EXISTS rejected_events (
   KEY rejected_events_time_ix (received_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
--- One row per plate the promoter has seen. Promoters lock these rows (in sorted order) before
--- the duplicate look-up, so two promoters never both promote the same violation.
+-- One row per plate match key (gotcha_contracts.plate_identity.match_keys) the promoter has
+-- seen. Promoters lock these rows (in sorted order) before the duplicate look-up, so two
+-- promoters never both promote the same violation, even read one character apart.
 CREATE TABLE IF NOT EXISTS plate_locks (
   plate      VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
   locked_at  DATETIME(3) NOT NULL
