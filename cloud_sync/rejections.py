@@ -28,10 +28,15 @@ def db_text(value: object, max_chars: int) -> str | None:
     return text[:max_chars]
 
 
+def _zero(text: str) -> int:
+    return 0
+
+
 def peek_ids(body: bytes | None) -> tuple[str | None, str | None]:
     """report_id and device_id of a rejected manifest, when they can be read at all."""
-    try:
-        data = json.loads(body or b"")
+    try:  # numbers are not needed to read two ids, and a huge one must not stop the reading
+        data = json.loads(body or b"", parse_int=_zero, parse_float=_zero,
+                          parse_constant=_zero)
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None, None
     if not isinstance(data, Mapping):
