@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from cloud_sync.limits import CloudLimits
 from gotcha_contracts.errors import ManifestError
-from gotcha_contracts.plate_grammar import explain_reject, parse_plate
+from gotcha_contracts.plate_grammar import explain_reject
 from gotcha_contracts.plate_identity import match_keys, plate_key, same_plate
 from gotcha_contracts.rules import DEFAULT_RULES, Rules, haversine_m
 from gotcha_contracts.rules_diff import parse_rules_block
@@ -141,7 +141,7 @@ def rule_failures(row: Mapping[str, Any], rules: Rules) -> list[str]:
     """Why a temporary row fails the shared evidence rule and plate grammar ([] = it passes)."""
     reasons: list[str] = []
     plate = row.get("plate")
-    if not plate or parse_plate(plate) is None:
+    if not plate or plate_key(plate) is None:
         reasons.append(f"plate {plate!r} is not a Korean plate: {explain_reject(plate or '')}")
     first, confirmed = _aware(row.get("first_seen_at")), _aware(row.get("confirmed_at"))
     if first is None or confirmed is None:

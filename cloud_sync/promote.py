@@ -4,18 +4,17 @@ Safe with any number of promoters at once:
 
 * each batch is one transaction that claims its rows with ``FOR UPDATE SKIP LOCKED`` (MySQL 8
   and MariaDB 10.6+), so two promoters never take the same row;
-* before looking for duplicates it locks one `plate_locks` row per plate match key of the
-  batch (gotcha_contracts.plate_identity.match_keys: two plates one character apart share
-  one), in sorted order (no deadlock cycle), so two promoters never both promote the same
-  violation seen by two devices; the look-up runs in READ COMMITTED and sees the other's
-  commit.
+* before looking for duplicates it locks two `plate_locks` rows per plate of the batch (the
+  plate's length with each of its halves, lock_keys: two plates one character apart share
+  one), so two promoters never both promote the same violation seen by two devices; the
+  look-up runs in READ COMMITTED and sees the other's commit.
 
 Fast because batched: a batch is a handful of statements whatever its size (claim, lock, one
 look-up of the finals that could match, one multi-row insert of the new finals, one update of
 the claimed rows, one of the duplicate counts); the decisions in between are made in memory
 (cloud_sync.decide). Nothing scans a whole table: rows are claimed through the (status, id)
-index and candidate finals are found through the (plate_left|plate_right, confirmed_at)
-indexes of `final`.
+index and candidate finals are found through the (match_key_1|2|3, confirmed_at) indexes of
+`final`.
 
 De-duplication: a report is a duplicate when `final` already holds the same plate (by
 gotcha_contracts.plate_identity.same_plate, as the device decides it) within the rules' radius
@@ -46,45 +45,48 @@ import pymysql.cursors
 from cloud_sync import db
 from cloud_sync.decide import MAX_REASON, Candidate, Decision, decide_batch, search_window
 from cloud_sync.limits import CloudLimits, limits_from_env
-from gotcha_contracts.plate_identity import match_keys, plate_key
+from gotcha_contracts.plate_identity import MATCH_KEY_PARTS, match_keys, plate_key
 
 log = logging.getLogger(__name__)
 
 Cursor = pymysql.cursors.DictCursor
 
+# Only what the decisions need: the rest of a final is copied server-side (INSERT ... SELECT).
 CLAIM_SQL = (
-    "SELECT id, report_id, device_id, plate, plate_confidence, plate_char_confidences, "
-    "plate_use, zone, lat, lon, first_seen_at, confirmed_at, scene_score, photo_distance_m, "
-    "rules, bucket, manifest_key, photo1_key, photo1_sha256, photo2_key, photo2_sha256, "
-    "received_at FROM `temporary` FORCE INDEX (temporary_status_id_ix) "
+    "SELECT id, plate, plate_confidence, plate_char_confidences, zone, lat, lon, "
+    "first_seen_at, confirmed_at, scene_score, photo_distance_m, rules, received_at "
+    "FROM `temporary` FORCE INDEX (temporary_status_id_ix) "
     "WHERE status = 'pending' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED")
 
 _FINAL_COLUMNS = "id, plate, plate_confidence, plate_char_confidences, lat, lon, confirmed_at"
 
 
-def nearby_finals_sql(lefts: int, rights: int) -> str:
-    """Finals whose match keys are among ``lefts`` left and ``rights`` right keys, in a window.
+def nearby_finals_sql(counts: Sequence[int]) -> str:
+    """Finals with one of ``counts[i]`` given values of match key i+1, inside a window.
 
-    Parameters: the left keys, the window's start and end, the right keys, start and end.
-    Each half reads only its index (plate_left|plate_right, confirmed_at).
+    Parameters, for each key in turn: its values, the window's start and end. Each part
+    reads only its own index (match_key_i, confirmed_at).
     """
-    return (f"SELECT {_FINAL_COLUMNS} FROM final FORCE INDEX (final_left_time_ix) "
-            f"WHERE plate_left IN ({', '.join(['%s'] * lefts)}) "
-            "AND confirmed_at BETWEEN %s AND %s UNION ALL "
-            f"SELECT {_FINAL_COLUMNS} FROM final FORCE INDEX (final_right_time_ix) "
-            f"WHERE plate_right IN ({', '.join(['%s'] * rights)}) "
-            "AND confirmed_at BETWEEN %s AND %s")
+    return " UNION ALL ".join(
+        f"SELECT {_FINAL_COLUMNS} FROM final FORCE INDEX (final_match_{i}_time_ix) "
+        f"WHERE match_key_{i} IN ({', '.join(['%s'] * n)}) AND confirmed_at BETWEEN %s AND %s"
+        for i, n in enumerate(counts, start=1))
 
 
-NEARBY_FINALS_SQL = nearby_finals_sql(1, 1)
+NEARBY_FINALS_SQL = nearby_finals_sql((1,) * MATCH_KEY_PARTS)
 
 INSERT_FINAL_COLUMNS = (
     "report_id", "temporary_id", "device_id", "plate", "plate_confidence", "plate_use", "zone",
     "lat", "lon", "first_seen_at", "confirmed_at", "scene_score", "bucket", "manifest_key",
     "photo1_key", "photo1_sha256", "photo2_key", "photo2_sha256", "promoted_at",
-    "plate_char_confidences", "plate_left", "plate_right")
+    "plate_char_confidences", "match_key_1", "match_key_2", "match_key_3")
 INSERT_FINAL_SQL = (f"INSERT INTO final ({', '.join(INSERT_FINAL_COLUMNS)}) "
                     f"VALUES ({', '.join(['%s'] * len(INSERT_FINAL_COLUMNS))})")
+# Copied from the claimed `temporary` row as it is; the rest comes from the decision.
+_COPIED = ("report_id", "device_id", "plate_confidence", "plate_use", "zone", "lat", "lon",
+           "first_seen_at", "confirmed_at", "scene_score", "bucket", "manifest_key",
+           "photo1_key", "photo1_sha256", "photo2_key", "photo2_sha256")
+_DECIDED = ("plate", "plate_char_confidences", "match_key_1", "match_key_2", "match_key_3")
 
 # A batch whose writes fail with these is retried row by row (a bad row's data, not the server)
 BATCH_ERRORS = (pymysql.err.DataError, pymysql.err.IntegrityError, ValueError, TypeError,
@@ -188,31 +190,50 @@ def promote_batch(cur: Cursor, limits: CloudLimits, batch_size: int,
         claimed.extend(r["id"] for r in rows)
     if not rows:
         return Counter()
-    keys = sorted({k for r in rows if (p := plate_key(r["plate"] or "")) for k in match_keys(p)})
-    _lock_keys(cur, keys)
+    plates = {p for r in rows if (p := plate_key(r["plate"] or ""))}
+    _lock_keys(cur, sorted({k for p in plates for k in lock_keys(p)}))
+    keys = [match_keys(p) for p in plates]
     finals = _nearby_finals(cur, keys, search_window(rows, limits))
     decisions = decide_batch(rows, finals, limits)
     _write(cur, {r["id"]: r for r in rows}, decisions, db.utc_now())
     return Counter(d.status for d in decisions)
 
 
+def lock_keys(plate: str) -> tuple[str, str]:
+    """The plate's length with its first and with its second half: two plates one character
+    apart share one of them, so locking both serialises every pair that could match."""
+    half = len(plate) // 2
+    return f"{len(plate)}<{plate[:half]}", f"{len(plate)}>{plate[half:]}"
+
+
 def _lock_keys(cur: Cursor, keys: list[str]) -> None:
-    """Lock one row per match key, in sorted order, held until the batch commits."""
+    """Lock one `plate_locks` row per key, held until the batch commits.
+
+    Rows that exist are locked by a locking read in key order (cheaper than writing them);
+    the missing ones are created, which locks them too. A deadlock this may cause between
+    two promoters is retried by db.run_transaction.
+    """
     if not keys:
         return
-    values = ", ".join(["(%s, UTC_TIMESTAMP(3))"] * len(keys))
-    cur.execute(f"INSERT INTO plate_locks (plate, locked_at) VALUES {values} "
-                "ON DUPLICATE KEY UPDATE locked_at = UTC_TIMESTAMP(3)", keys)
+    marks = ", ".join(["%s"] * len(keys))
+    cur.execute(f"SELECT plate FROM plate_locks WHERE plate IN ({marks}) ORDER BY plate "
+                "FOR UPDATE", keys)
+    have = {r["plate"] for r in cur.fetchall()}
+    missing = [k for k in keys if k not in have]
+    if missing:
+        values = ", ".join(["(%s, UTC_TIMESTAMP(3))"] * len(missing))
+        cur.execute(f"INSERT INTO plate_locks (plate, locked_at) VALUES {values} "
+                    "ON DUPLICATE KEY UPDATE locked_at = UTC_TIMESTAMP(3)", missing)
 
 
-def _nearby_finals(cur: Cursor, keys: list[str], window: tuple[datetime, datetime] | None
-                   ) -> list[Candidate]:
-    """The finals sharing a match key with the batch, confirmed inside ``window``."""
-    lefts = [k for k in keys if "<" in k]
-    rights = [k for k in keys if ">" in k]
-    if window is None or not lefts or not rights:
+def _nearby_finals(cur: Cursor, keys: list[tuple[str, ...]],
+                   window: tuple[datetime, datetime] | None) -> list[Candidate]:
+    """The finals sharing a match key with the batch's plates, confirmed inside ``window``."""
+    if window is None or not keys:
         return []
-    cur.execute(nearby_finals_sql(len(lefts), len(rights)), (*lefts, *window, *rights, *window))
+    by_part = [sorted({row_keys[i] for row_keys in keys}) for i in range(MATCH_KEY_PARTS)]
+    cur.execute(nearby_finals_sql([len(part) for part in by_part]),
+                [v for part in by_part for v in (*part, *window)])
     out: dict[int, Candidate] = {}
     for f in cur.fetchall():
         if f["id"] in out:
@@ -235,22 +256,20 @@ def _union(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[str, li
 
 def _write(cur: Cursor, rows: dict[int, dict[str, Any]], decisions: list[Decision],
            now: datetime) -> None:
-    """All of a batch's decisions in four statements."""
+    """All of a batch's decisions in at most four statements (and one read of the new ids)."""
     finals = [d for d in decisions if d.status == "final"]
     if finals:
-        values = []
+        decided = []
         for d in finals:
-            row, new = rows[d.row_id], d.final
-            assert new is not None
-            left, right = match_keys(new.plate)
-            values.append((row["report_id"], row["id"], row["device_id"], new.plate,
-                           row["plate_confidence"], row["plate_use"], row["zone"], row["lat"],
-                           row["lon"], row["first_seen_at"], row["confirmed_at"],
-                           row["scene_score"], row["bucket"], row["manifest_key"],
-                           row["photo1_key"], row["photo1_sha256"], row["photo2_key"],
-                           row["photo2_sha256"], now, json.dumps(list(new.confidences)),
-                           left, right))
-        cur.executemany(INSERT_FINAL_SQL, values)
+            assert d.final is not None
+            decided.append((d.row_id, d.final.plate, json.dumps(list(d.final.confidences)),
+                            *match_keys(d.final.plate)))
+        table, args = _union(decided, ("id", *_DECIDED))
+        cur.execute(f"INSERT INTO final (temporary_id, {', '.join(_COPIED)}, promoted_at, "
+                    f"{', '.join(_DECIDED)}) SELECT t.id, "
+                    f"{', '.join('t.' + c for c in _COPIED)}, %s, "
+                    f"{', '.join('d.' + c for c in _DECIDED)} "
+                    f"FROM ({table}) d JOIN `temporary` t ON t.id = d.id", [now, *args])
         cur.execute(f"SELECT id, temporary_id FROM final WHERE temporary_id IN "
                     f"({', '.join(['%s'] * len(finals))})", [d.row_id for d in finals])
         ids = {r["temporary_id"]: r["id"] for r in cur.fetchall()}

@@ -10,6 +10,8 @@ it and the cloud's duplicate check merges two reports with it, with the same thr
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Sequence
 
 from gotcha_contracts.plate_grammar import normalize_plate
@@ -18,6 +20,7 @@ LOW_CHAR_CONFIDENCE = 0.6  # below this a character of a read is unsure
 HIGH_CHAR_CONFIDENCE = 0.8  # at or above this a character of a read is sure
 
 
+@functools.lru_cache(maxsize=65_536)  # pure, and called for every comparison the cloud makes
 def plate_key(text: str) -> str | None:
     """The plate's identity: its normalised text (``"서울12가3456"``); None if not a plate."""
     return normalize_plate(text)
@@ -54,12 +57,18 @@ def same_plate(a: str, a_confs: Sequence[float], b: str, b_confs: Sequence[float
     return None
 
 
-def match_keys(plate: str) -> tuple[str, str]:
-    """Two index keys, the plate's length with its first and with its second half.
+MATCH_KEY_PARTS = 3
+
+
+def match_keys(plate: str) -> tuple[str, ...]:
+    """Index keys: the plate with its first, its second and its third part masked by ``*``.
 
     Two plates :func:`same_plate` can match have the same length and differ in at most one
-    position, so they share at least one half: looking up both keys finds every candidate
-    (and a few others, which :func:`same_plate` then turns away).
+    position, so they share the key that masks the part holding that position: looking up
+    the keys finds every candidate (and only plates that agree on two thirds of their
+    characters, which :func:`same_plate` then sorts out). ``"12가3456"`` gives
+    ``("**가3456", "12**456", "12가3***")``.
     """
-    half = len(plate) // 2
-    return f"{len(plate)}<{plate[:half]}", f"{len(plate)}>{plate[half:]}"
+    n = len(plate)
+    cuts = [n * i // MATCH_KEY_PARTS for i in range(MATCH_KEY_PARTS + 1)]
+    return tuple(plate[:a] + "*" * (b - a) + plate[b:] for a, b in itertools.pairwise(cuts))

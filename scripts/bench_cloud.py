@@ -11,7 +11,7 @@ dropped afterwards, and a moto S3 server started here (or --endpoint-url). For e
   (so the duplicate look-up finds rows), in the promoter's default batches.
 
 Promotion must not slow down as `final` grows: its look-ups go through the plate match keys'
-(plate_left|plate_right, confirmed_at) indexes.
+(match_key_i, confirmed_at) indexes.
 
 usage: .venv/bin/python scripts/bench_cloud.py [--sizes 10000 100000] [--manifests 300]
        [--pending 3000] [--json out.json]
@@ -194,8 +194,8 @@ def dedup_plan_rows(conn) -> int:
         row = cur.fetchone()
         window = (row["confirmed_at"] - timedelta(hours=12), row["confirmed_at"] + timedelta(
             hours=12))
-        left, right = match_keys(row["plate"])
-        cur.execute("EXPLAIN " + promote.NEARBY_FINALS_SQL, (left, *window, right, *window))
+        cur.execute("EXPLAIN " + promote.NEARBY_FINALS_SQL,
+                    [v for key in match_keys(row["plate"]) for v in (key, *window)])
         plans = [p for p in cur.fetchall() if p["table"] == "final"]
     conn.commit()
     return sum(int(p["rows"]) for p in plans)

@@ -103,19 +103,21 @@ CREATE TABLE IF NOT EXISTS final (
   duplicate_count     INT UNSIGNED NOT NULL DEFAULT 0,
   last_duplicate_at   DATETIME(3)  NULL,
   promoted_at         DATETIME(3)  NOT NULL,
-  -- gotcha_contracts.plate_identity: per-character confidences (JSON array) and the two
+  -- gotcha_contracts.plate_identity: per-character confidences (JSON array) and the three
   -- match_keys through which the duplicate check finds plates one character apart
   plate_char_confidences  VARCHAR(400) CHARACTER SET ascii COLLATE ascii_bin NULL,
-  plate_left          VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
-  plate_right         VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
+  match_key_1         VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
+  match_key_2         VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
+  match_key_3         VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
   UNIQUE KEY final_report_id_uq (report_id),
   UNIQUE KEY final_temporary_id_uq (temporary_id),
   KEY final_plate_time_ix (plate, confirmed_at),
   KEY final_zone_time_ix (zone, confirmed_at),
   KEY final_device_time_ix (device_id, confirmed_at),
   KEY final_time_ix (confirmed_at),
-  KEY final_left_time_ix (plate_left, confirmed_at),
-  KEY final_right_time_ix (plate_right, confirmed_at)
+  KEY final_match_1_time_ix (match_key_1, confirmed_at),
+  KEY final_match_2_time_ix (match_key_2, confirmed_at),
+  KEY final_match_3_time_ix (match_key_3, confirmed_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- Events the ingest handler could not accept: malformed manifests, bad photos, keys that do

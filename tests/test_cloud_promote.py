@@ -131,12 +131,12 @@ def test_two_promoters_at_once_promote_each_row_exactly_once(s3, conn, mysql_dat
 
 def test_duplicate_lookup_and_claim_use_indexes(conn):
     """EXPLAIN shows the promoter never scans `final` or `temporary`."""
-    left, right = match_keys("12가3456")
     window = (datetime(2026, 1, 1), datetime(2026, 1, 2))
     with conn.cursor() as cur:
-        cur.execute("EXPLAIN " + promote.NEARBY_FINALS_SQL, (left, *window, right, *window))
+        cur.execute("EXPLAIN " + promote.NEARBY_FINALS_SQL,
+                    [v for key in match_keys("12가3456") for v in (key, *window)])
         plans = [p for p in cur.fetchall() if p["table"] == "final"]
-        assert [p["key"] for p in plans] == ["final_left_time_ix", "final_right_time_ix"]
+        assert [p["key"] for p in plans] == [f"final_match_{i}_time_ix" for i in (1, 2, 3)]
         assert all(p["type"] == "range" for p in plans)
         cur.execute("EXPLAIN " + promote.CLAIM_SQL.replace(" FOR UPDATE SKIP LOCKED", ""),
                     (200,))

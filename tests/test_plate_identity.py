@@ -58,5 +58,7 @@ def test_plates_one_character_apart_share_a_match_key(a: str, b: str) -> None:
 
 
 def test_match_keys_keep_plates_of_other_lengths_apart() -> None:
+    assert match_keys("12가3456") == ("**가3456", "12**456", "12가3***")
     assert not set(match_keys("12가3456")) & set(match_keys("123가3456"))
     assert not set(match_keys("12가3456")) & set(match_keys("34나7890"))
+    assert not set(match_keys("12가3456")) & set(match_keys("12가7890"))  # same front half
