@@ -45,15 +45,25 @@ ROW_ERRORS = (ValueError, ArithmeticError, TypeError, KeyError)
 
 @dataclass
 class Candidate:
-    """A final a pending row may duplicate: one already in `final`, or one made this batch."""
+    """A final a pending row may duplicate: one already in `final`, or one made this batch.
+
+    ``stored_confidences`` is what `final` holds (a JSON array of per-character confidences,
+    or the plate's one confidence for a schema 1 report), or the confidences themselves;
+    they are read only when a comparison needs them (most candidates are turned away by
+    time or place first).
+    """
 
     plate: str
-    confidences: tuple[float, ...]
+    stored_confidences: str | float | Sequence[float] | None
     lat: float
     lon: float
     confirmed_at: datetime
     id: int | None = None  # None for a final made in this batch, until it is inserted
     temporary_id: int | None = None
+
+    @functools.cached_property
+    def confidences(self) -> tuple[float, ...]:
+        return char_confidences(self.plate, self.stored_confidences)
 
 
 @dataclass(frozen=True)
@@ -98,11 +108,11 @@ class FinalIndex:
                     continue
                 seen.add(id(final))
                 gap = abs((final.confirmed_at - confirmed_at).total_seconds())
-                if gap > window or same_plate(final.plate, final.confidences, plate,
-                                              confidences) is None:
+                if gap > window:
                     continue
                 distance = haversine_m((lat, lon), (final.lat, final.lon))
-                if not rules.same_spot(distance):
+                if not rules.same_spot(distance) or (final.plate != plate and same_plate(
+                        final.plate, final.confidences, plate, confidences) is None):
                     continue
                 order = (final.confirmed_at, final.id or 0)
                 if best is None or order < (best[0].confirmed_at, best[0].id or 0):
@@ -122,15 +132,21 @@ def rules_for(text: str | None, limits: CloudLimits) -> tuple[Rules, tuple[str, 
     return rules, tuple(limits.rules_failures(rules))
 
 
+def char_confidences(plate: str, stored: str | float | Sequence[float] | None
+                     ) -> tuple[float, ...]:
+    """One confidence per character of ``plate`` from what a row stores: a JSON array (or a
+    sequence) of them, else one number for the whole plate (schema 1), repeated."""
+    values: object = json.loads(stored) if isinstance(stored, str) else stored
+    if isinstance(values, list | tuple) and len(values) == len(plate):
+        return tuple(float(v) for v in values)
+    number = values if isinstance(values, int | float) and not isinstance(values, bool) else 0.0
+    return (float(number),) * len(plate)
+
+
 def row_confidences(row: Mapping[str, Any]) -> tuple[float, ...]:
     """One confidence per character of the row's plate; each the plate's own when not known."""
-    plate = row.get("plate") or ""
-    text = row.get("plate_char_confidences")
-    if text:
-        values = json.loads(text)
-        if isinstance(values, list) and len(values) == len(plate):
-            return tuple(float(v) for v in values)
-    return (float(row.get("plate_confidence") or 0.0),) * len(plate)
+    return char_confidences(row.get("plate") or "", row.get("plate_char_confidences")
+                            or row.get("plate_confidence"))
 
 
 def _aware(value: datetime | None) -> datetime | None:

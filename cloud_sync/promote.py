@@ -58,7 +58,8 @@ CLAIM_SQL = (
     "FROM `temporary` FORCE INDEX (temporary_status_id_ix) "
     "WHERE status = 'pending' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED")
 
-_FINAL_COLUMNS = "id, plate, plate_confidence, plate_char_confidences, lat, lon, confirmed_at"
+_FINAL_COLUMNS = ("id, plate, COALESCE(plate_char_confidences, plate_confidence) AS confidences, "
+                  "lat, lon, confirmed_at")
 
 
 def nearby_finals_sql(counts: Sequence[int]) -> str:
@@ -236,14 +237,9 @@ def _nearby_finals(cur: Cursor, keys: list[tuple[str, ...]],
                 [v for part in by_part for v in (*part, *window)])
     out: dict[int, Candidate] = {}
     for f in cur.fetchall():
-        if f["id"] in out:
-            continue
-        confidences = json.loads(f["plate_char_confidences"]) \
-            if f["plate_char_confidences"] else None
-        if not isinstance(confidences, list) or len(confidences) != len(f["plate"]):
-            confidences = [f["plate_confidence"] or 0.0] * len(f["plate"])
-        out[f["id"]] = Candidate(f["plate"], tuple(confidences), f["lat"], f["lon"],
-                                 f["confirmed_at"], id=f["id"])
+        if f["id"] not in out:
+            out[f["id"]] = Candidate(f["plate"], f["confidences"], f["lat"], f["lon"],
+                                     f["confirmed_at"], id=f["id"])
     return list(out.values())
 
 
