@@ -66,9 +66,10 @@ def nearby_finals_sql(counts: Sequence[int]) -> str:
     """Finals with one of ``counts[i]`` given values of match key i+1, inside a window.
 
     Parameters, for each key in turn: its values, the window's start and end. Each part
-    reads only its own index (match_key_i, confirmed_at).
+    reads only its own index (match_key_i, confirmed_at); UNION (not ALL) sends a final found
+    through several keys (every exact match is) once.
     """
-    return " UNION ALL ".join(
+    return " UNION ".join(
         f"SELECT {_FINAL_COLUMNS} FROM final FORCE INDEX (final_match_{i}_time_ix) "
         f"WHERE match_key_{i} IN ({', '.join(['%s'] * n)}) AND confirmed_at BETWEEN %s AND %s"
         for i, n in enumerate(counts, start=1))

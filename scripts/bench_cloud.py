@@ -19,7 +19,7 @@ Promotion must not slow down as `final` grows: its look-ups go through the plate
 (match_key_i, confirmed_at) indexes.
 
 usage: .venv/bin/python scripts/bench_cloud.py [--sizes 10000 100000] [--manifests 300]
-       [--pending 3000] [--rounds 5] [--settle-s 60] [--json out.json]
+       [--pending 3000] [--rounds 7] [--settle-s 60] [--json out.json]
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def main() -> int:
                         help="rows already in `final` for each run")
     parser.add_argument("--manifests", type=int, default=300, help="manifests to ingest")
     parser.add_argument("--pending", type=int, default=3000, help="pending rows to promote")
-    parser.add_argument("--rounds", type=int, default=5, help="promotions per size (median)")
+    parser.add_argument("--rounds", type=int, default=7, help="promotions per size (median)")
     parser.add_argument("--settle-s", type=float, default=60.0,
                         help="longest wait for the bulk load's dirty pages to be written")
     parser.add_argument("--endpoint-url", default=None, help="S3 endpoint (default: start moto)")
