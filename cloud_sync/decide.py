@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -48,13 +48,13 @@ class Candidate:
     """A final a pending row may duplicate: one already in `final`, or one made this batch.
 
     ``stored_confidences`` is what `final` holds (a JSON array of per-character confidences,
-    or the plate's one confidence for a schema 1 report), or the confidences themselves;
-    they are read only when a comparison needs them (most candidates are turned away by
-    time or place first).
+    or the plate's one confidence for a schema 1 report), or the confidences themselves, or
+    a function that reads them: they are needed only when a comparison gets that far (most
+    candidates are turned away by time or place first, and equal plates need none).
     """
 
     plate: str
-    stored_confidences: str | float | Sequence[float] | None
+    stored_confidences: str | float | Sequence[float] | Callable[[], object] | None
     lat: float
     lon: float
     confirmed_at: datetime
@@ -63,7 +63,8 @@ class Candidate:
 
     @functools.cached_property
     def confidences(self) -> tuple[float, ...]:
-        return char_confidences(self.plate, self.stored_confidences)
+        stored = self.stored_confidences
+        return char_confidences(self.plate, stored() if callable(stored) else stored)
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,7 @@ def rules_for(text: str | None, limits: CloudLimits) -> tuple[Rules, tuple[str, 
     return rules, tuple(limits.rules_failures(rules))
 
 
-def char_confidences(plate: str, stored: str | float | Sequence[float] | None
-                     ) -> tuple[float, ...]:
+def char_confidences(plate: str, stored: object) -> tuple[float, ...]:
     """One confidence per character of ``plate`` from what a row stores: a JSON array (or a
     sequence) of them, else one number for the whole plate (schema 1), repeated."""
     values: object = json.loads(stored) if isinstance(stored, str) else stored

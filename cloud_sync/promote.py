@@ -34,7 +34,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,8 +58,11 @@ CLAIM_SQL = (
     "FROM `temporary` FORCE INDEX (temporary_status_id_ix) "
     "WHERE status = 'pending' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED")
 
-_FINAL_COLUMNS = ("id, plate, COALESCE(plate_char_confidences, plate_confidence) AS confidences, "
-                  "lat, lon, confirmed_at")
+# All in the match key indexes: the look-up reads no table row (confidences come later, if
+# a comparison needs them: _confidences_reader).
+_FINAL_COLUMNS = "id, plate, lat, lon, confirmed_at"
+CONFIDENCES_SQL = ("SELECT COALESCE(plate_char_confidences, plate_confidence) AS confidences "
+                   "FROM final WHERE id = %s")
 
 
 def nearby_finals_sql(counts: Sequence[int]) -> str:
@@ -239,9 +242,17 @@ def _nearby_finals(cur: Cursor, keys: list[tuple[str, ...]],
     out: dict[int, Candidate] = {}
     for f in cur.fetchall():
         if f["id"] not in out:
-            out[f["id"]] = Candidate(f["plate"], f["confidences"], f["lat"], f["lon"],
-                                     f["confirmed_at"], id=f["id"])
+            out[f["id"]] = Candidate(f["plate"], _confidences_reader(cur, f["id"]), f["lat"],
+                                     f["lon"], f["confirmed_at"], id=f["id"])
     return list(out.values())
+
+
+def _confidences_reader(cur: Cursor, final_id: int) -> Callable[[], object]:
+    def read() -> object:
+        cur.execute(CONFIDENCES_SQL, (final_id,))
+        row = cur.fetchone()
+        return row["confidences"] if row else None
+    return read
 
 
 def _union(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[str, list[Any]]:

@@ -115,9 +115,10 @@ CREATE TABLE IF NOT EXISTS final (
   KEY final_zone_time_ix (zone, confirmed_at),
   KEY final_device_time_ix (device_id, confirmed_at),
   KEY final_time_ix (confirmed_at),
-  KEY final_match_1_time_ix (match_key_1, confirmed_at),
-  KEY final_match_2_time_ix (match_key_2, confirmed_at),
-  KEY final_match_3_time_ix (match_key_3, confirmed_at)
+  -- covering: the duplicate look-up reads these indexes only (plate, place, time)
+  KEY final_match_1_time_ix (match_key_1, confirmed_at, plate, lat, lon),
+  KEY final_match_2_time_ix (match_key_2, confirmed_at, plate, lat, lon),
+  KEY final_match_3_time_ix (match_key_3, confirmed_at, plate, lat, lon)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- Events the ingest handler could not accept: malformed manifests, bad photos, keys that do

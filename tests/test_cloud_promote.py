@@ -130,7 +130,8 @@ def test_two_promoters_at_once_promote_each_row_exactly_once(s3, conn, mysql_dat
 
 
 def test_duplicate_lookup_and_claim_use_indexes(conn):
-    """EXPLAIN shows the promoter never scans `final` or `temporary`."""
+    """EXPLAIN shows the promoter never scans `final` or `temporary`, and that its duplicate
+    look-up reads the match key indexes alone."""
     window = (datetime(2026, 1, 1), datetime(2026, 1, 2))
     with conn.cursor() as cur:
         cur.execute("EXPLAIN " + promote.NEARBY_FINALS_SQL,
@@ -138,6 +139,7 @@ def test_duplicate_lookup_and_claim_use_indexes(conn):
         plans = [p for p in cur.fetchall() if p["table"] == "final"]
         assert [p["key"] for p in plans] == [f"final_match_{i}_time_ix" for i in (1, 2, 3)]
         assert all(p["type"] == "range" for p in plans)
+        assert all("Using index" in p["Extra"].split("; ") for p in plans)  # no table reads
         cur.execute("EXPLAIN " + promote.CLAIM_SQL.replace(" FOR UPDATE SKIP LOCKED", ""),
                     (200,))
         [plan] = cur.fetchall()
