@@ -66,3 +66,12 @@ def test_bad_rows_are_rejected_one_by_one():
     assert "no location" in decisions[5].reason
     assert decisions[6].status == "final"
     assert search_window(rows, CloudLimits())[1].year == 9999  # no overflow either
+
+
+def test_plates_one_character_apart_share_a_lock_key():
+    from cloud_sync.promote import lock_keys
+
+    for a, b in [("12가3456", "12가3458"), ("12가3456", "17가3456"), ("서울12가3456",
+                                                                   "부산12가3456")]:
+        assert set(lock_keys(a)) & set(lock_keys(b))
+    assert not set(lock_keys("12가3456")) & set(lock_keys("123가3456"))
