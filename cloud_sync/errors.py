@@ -36,3 +36,7 @@ class PhotoRefusedError(CloudError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"the vision service refused the photo ({status}): {message}")
         self.status = status
+
+
+class RejectedObjectError(CloudError):
+    """An S3 object the ingest handler cannot accept: recorded with this reason, not retried."""

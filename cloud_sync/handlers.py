@@ -15,6 +15,7 @@ from typing import Any
 
 from cloud_sync import db, ingest, pairing, promote
 from cloud_sync.config import db_settings_from_env, s3_settings_from_env
+from cloud_sync.limits import limits_from_env
 from gotcha_contracts.rules import DEFAULT_RULES
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def ingest_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     """S3 ObjectCreated (``*/manifest.json``, ``raw/*.jpg``) -> `temporary`.
 
     Raises PhotosNotReadyError (Lambda retries the event) while a manifest's photos are
-    missing; EventError for an event that is not S3 JSON.
+    missing. Limits (times, places, photo size) come from ``GOTCHA_CLOUD_*`` (cloud_sync.limits).
     """
     summary = ingest.handle_event(event, connection(), s3_client())
     log.info("ingest: %s", {k: v for k, v in summary.items() if k != "outcomes"})
@@ -74,7 +75,8 @@ def raw_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 def promote_handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
     """Scheduled (EventBridge): pair raw-photo sightings into reports, then promote pending
-    rows. Optional event keys: batch_size, max_batches."""
+    rows. Optional event keys: batch_size, max_batches. The limits on the rules a device may
+    name come from ``GOTCHA_CLOUD_*``."""
     event = event or {}
     paired = pairing.pair_sightings(connection(), rules=DEFAULT_RULES)
     budget_s = None
@@ -82,6 +84,6 @@ def promote_handler(event: dict[str, Any] | None = None, context: Any = None) ->
         budget_s = max(0.0, (context.get_remaining_time_in_millis() - PROMOTE_SAFETY_MS) / 1000)
     max_batches = event.get("max_batches")
     result = promote.promote_pending(
-        connection(), rules=DEFAULT_RULES, batch_size=int(event.get("batch_size", 200)),
+        connection(), limits=limits_from_env(), batch_size=int(event.get("batch_size", 500)),
         max_batches=None if max_batches is None else int(max_batches), time_budget_s=budget_s)
     return {**result.as_dict(), "pairing": paired.as_dict()}

@@ -1,14 +1,17 @@
 """The ingest handler's work: an S3 ObjectCreated event -> a row in `temporary`, exactly once.
 
 For ``reports/{device}/{yyyy}/{mm}/{dd}/{report_id}/manifest.json`` it fetches the manifest,
-validates it (schema, plate grammar, that its key matches its content), checks each photo is
-in S3 under the same prefix with the sha256 the manifest names (object metadata ``sha256``
-when the uploader set it, else by hashing the body), and inserts the report as ``pending``.
+validates it (schema, plate grammar, that its key matches its content), range-checks every
+time and place against the cloud's limits (cloud_sync.limits), hashes each photo in S3 under
+the same prefix (streamed, bounded; never trusting object metadata) and compares it with the
+manifest, and inserts the report as ``pending``.
 
 * A replayed event (same manifest bytes) changes nothing.
 * A bad manifest or photo is recorded in `rejected_events` with its reason (keyed by bucket,
   key and ETag, so even an unreadable one is recorded, once), never dropped silently. A second,
-  different manifest for a report already received is rejected the same way.
+  different manifest for a report already received is rejected the same way. So is a record
+  of the event that is not S3's, and an object whose content makes the handler fail: one bad
+  record never stops the others, and Lambda never retries it for ever.
 * A manifest whose photos are not in S3: the device writes the manifest last, so this means
   photos vanished or events arrived out of order. The report is recorded as ``waiting`` (so it
   is visible) and PhotosNotReadyError is raised so Lambda retries the event; a later delivery
@@ -27,21 +30,33 @@ import logging
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pymysql
+
 from cloud_sync import db
-from cloud_sync.errors import PhotosNotReadyError
-from cloud_sync.events import S3ObjectEvent, parse_s3_event, s3_event, s3_event_record
+from cloud_sync.errors import PhotosNotReadyError, RejectedObjectError
+from cloud_sync.events import (
+    BadRecord,
+    S3ObjectEvent,
+    s3_event,
+    s3_event_record,
+    split_s3_event,
+)
+from cloud_sync.limits import CloudLimits, limits_from_env
+from cloud_sync.rejections import MAX_REASON, peek_ids, record_rejected
+from cloud_sync.s3_objects import object_sha256, read_bounded
+from cloud_sync.s3_objects import s3_missing as _s3_missing
 from gotcha_contracts.errors import ManifestError
-from gotcha_contracts.manifest import MAX_MANIFEST_BYTES, Manifest, validate_manifest
+from gotcha_contracts.manifest import MAX_MANIFEST_BYTES, SCHEMA_V1, Manifest, validate_manifest
+from gotcha_contracts.rules_diff import RULES_VERSION
 from gotcha_contracts.s3_layout import MANIFEST_NAME, parse_report_key
 
 log = logging.getLogger(__name__)
 
-MAX_REASON = 1000
 RAW_KEY = re.compile(r"^raw/(?P<device>[A-Za-z0-9_.-]{1,64})/(?P<name>[^/]+)\.(?:jpe?g|JPE?G)$")
 RAW_NAMESPACE = uuid.UUID("6b1f4f5e-3d0a-4c1e-9a57-0c2f5a7d9e11")
 
@@ -50,7 +65,7 @@ INSERT_TEMPORARY_COLUMNS = (
     "plate_use", "zone", "lat", "lon", "accuracy_m", "first_seen_at", "confirmed_at",
     "scene_score", "photo_distance_m", "bucket", "manifest_key", "manifest_etag",
     "manifest_sha256", "photo1_key", "photo1_sha256", "photo2_key", "photo2_sha256",
-    "manifest", "received_at")
+    "manifest", "received_at", "plate_char_confidences", "rules")
 INSERT_TEMPORARY_SQL = (
     f"INSERT INTO `temporary` ({', '.join(INSERT_TEMPORARY_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(INSERT_TEMPORARY_COLUMNS))})")
@@ -60,8 +75,12 @@ UPDATE_WAITING_SQL = (
     + " WHERE id = %s AND status = 'waiting'")
 
 
-class Rejected(Exception):
-    """The object cannot be accepted, for the reason given (recorded, not retried)."""
+Rejected = RejectedObjectError  # the object cannot be accepted (recorded, not retried)
+
+# What a hostile object can make the code below raise: recorded as a rejection, never retried.
+# (Network and connection errors are not among them: those propagate, and Lambda retries.)
+CONTENT_ERRORS = (ValueError, ArithmeticError, RecursionError, TypeError, KeyError,
+                  pymysql.err.DataError, pymysql.err.IntegrityError)
 
 
 @dataclass(frozen=True)
@@ -78,14 +97,19 @@ OUTCOMES = ("accepted", "replayed", "waiting", "rejected", "raw", "ignored")
 
 
 def handle_event(event: object, conn: db.Connection, s3: Any, *,
-                 raise_on_waiting: bool = True) -> dict[str, Any]:
+                 raise_on_waiting: bool = True,
+                 limits: CloudLimits | None = None) -> dict[str, Any]:
     """Ingest every ObjectCreated record of a Lambda event; return counts and outcomes.
 
-    Raises EventError for an event that is not S3 JSON, and PhotosNotReadyError after all
-    records are done if any manifest is waiting for its photos (Lambda then retries the
-    whole event, which is safe: the other records replay as no-ops).
+    A record that is not S3's (or an event that is not S3 JSON at all) is recorded in
+    `rejected_events` with the reason. Raises PhotosNotReadyError after all records are done
+    if any manifest is waiting for its photos (Lambda then retries the whole event, which is
+    safe: the other records replay as no-ops). ``limits``: default from the environment.
     """
-    outcomes = [ingest_object(obj, conn, s3) for obj in parse_s3_event(event)]
+    limits = limits or limits_from_env()
+    objects, bad = split_s3_event(event)
+    outcomes = [_reject_record(conn, record) for record in bad]
+    outcomes += [ingest_object(obj, conn, s3, limits) for obj in objects]
     counts = Counter(o.status for o in outcomes)
     summary = {"records": len(outcomes), **{k: counts.get(k, 0) for k in OUTCOMES},
                "outcomes": [o.__dict__ for o in outcomes]}
@@ -120,18 +144,46 @@ def bucket_events(s3: Any, bucket: str, prefix: str = "reports/",
         yield s3_event(records)
 
 
-def ingest_bucket(s3: Any, conn: db.Connection, bucket: str, prefix: str = "reports/"
-                  ) -> dict[str, int]:
+def ingest_bucket(s3: Any, conn: db.Connection, bucket: str, prefix: str = "reports/",
+                  limits: CloudLimits | None = None) -> dict[str, int]:
     """Ingest every manifest (and raw photo) under ``prefix``; return the summed counts."""
+    limits = limits or limits_from_env()
     totals: Counter[str] = Counter()
     for event in bucket_events(s3, bucket, prefix):
-        summary = handle_event(event, conn, s3, raise_on_waiting=False)
+        summary = handle_event(event, conn, s3, raise_on_waiting=False, limits=limits)
         totals.update({k: summary[k] for k in ("records", *OUTCOMES)})
     return {k: totals.get(k, 0) for k in ("records", *OUTCOMES)}
 
 
-def ingest_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any) -> Outcome:
-    """Ingest one created object; the decision is logged and stored, never silent."""
+def _reject_record(conn: db.Connection, record: BadRecord) -> Outcome:
+    record_rejected(conn, bucket=record.bucket, key=record.key, etag=None,
+                    reason=record.reason, fingerprint=record.fingerprint)
+    log.warning("rejected event record (s3://%s/%s): %s", record.bucket, record.key,
+                record.reason)
+    return Outcome("rejected", record.key, record.reason)
+
+
+def ingest_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any,
+                  limits: CloudLimits | None = None) -> Outcome:
+    """Ingest one created object; the decision is logged and stored, never silent.
+
+    An object whose content makes the checks below fail in a way they did not foresee is
+    rejected with the error as its reason (and logged with its traceback), not retried.
+    """
+    limits = limits or limits_from_env()
+    try:
+        return _ingest_object(obj, conn, s3, limits)
+    except Rejected as exc:  # e.g. a raw photo gone between two reads
+        reason = str(exc)
+    except CONTENT_ERRORS as exc:
+        log.exception("ingest failed on s3://%s/%s", obj.bucket, obj.key)
+        reason = f"ingest could not process this object: {type(exc).__name__}: {exc}"
+    _record_rejected(conn, obj, reason, (None, None))
+    return Outcome("rejected", obj.key, reason[:MAX_REASON])
+
+
+def _ingest_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any,
+                   limits: CloudLimits) -> Outcome:
     if obj.key.startswith("raw/"):
         return _ingest_raw(obj, conn, s3)
     parsed_key = parse_report_key(obj.key)
@@ -146,12 +198,15 @@ def ingest_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any) -> Outcome:
         return Outcome("ignored", obj.key, "not a manifest")
     body: bytes | None = None
     try:
-        body = _get_manifest_bytes(s3, obj)
+        body = read_bounded(s3, obj.bucket, obj.key, MAX_MANIFEST_BYTES, "manifest")
         report = _check_manifest(body, obj)
-        photo_problem = _check_photos(s3, obj.bucket, report)
+        out_of_range = limits.manifest_failures(report, _received_at(obj))
+        if out_of_range:
+            raise Rejected("; ".join(out_of_range))
+        photo_problem = _check_photos(s3, obj.bucket, report, limits.max_photo_bytes)
     except Rejected as exc:
         reason = str(exc)[:MAX_REASON]
-        _record_rejected(conn, obj, reason, _peek_ids(body), settle_waiting=True)
+        _record_rejected(conn, obj, reason, peek_ids(body), settle_waiting=True)
         log.warning("rejected s3://%s/%s: %s", obj.bucket, obj.key, reason)
         return Outcome("rejected", obj.key, reason)
     row = _row(obj, body, report, waiting_reason=photo_problem)
@@ -172,19 +227,6 @@ def ingest_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any) -> Outcome:
 
 # --- manifest -----------------------------------------------------------------------------
 
-def _get_manifest_bytes(s3: Any, obj: S3ObjectEvent) -> bytes:
-    try:
-        response = s3.get_object(Bucket=obj.bucket, Key=obj.key)
-    except Exception as exc:
-        if _s3_missing(exc):
-            raise Rejected("manifest object no longer exists in S3") from None
-        raise
-    if response.get("ContentLength", 0) > MAX_MANIFEST_BYTES:
-        raise Rejected(f"manifest is {response['ContentLength']} bytes, more than the "
-                       f"{MAX_MANIFEST_BYTES} allowed")
-    return response["Body"].read(MAX_MANIFEST_BYTES + 1)
-
-
 def _check_manifest(body: bytes, obj: S3ObjectEvent) -> Manifest:
     try:
         report = validate_manifest(body)
@@ -195,54 +237,37 @@ def _check_manifest(body: bytes, obj: S3ObjectEvent) -> Manifest:
     return report
 
 
-def _check_photos(s3: Any, bucket: str, report: Manifest) -> str | None:
+def _check_photos(s3: Any, bucket: str, report: Manifest, max_bytes: int) -> str | None:
     """None when every photo is in S3 with its sha256; a reason while one is missing.
 
-    validate_manifest already holds photo keys to the report's own folder; a photo whose
-    sha256 differs from the manifest's is Rejected.
+    validate_manifest already holds photo keys to the report's own folder. Each photo is
+    hashed here (object metadata is the uploader's word, not evidence); one whose sha256
+    differs from the manifest's, or that is too large, is Rejected.
     """
     missing: list[str] = []
     for photo in report.photos:
         name = photo.key.rsplit("/", 1)[-1]
-        try:
-            head = s3.head_object(Bucket=bucket, Key=photo.key)
-        except Exception as exc:
-            if _s3_missing(exc):
-                missing.append(name)
-                continue
-            raise
-        actual = (head.get("Metadata") or {}).get("sha256") or _hash_object(s3, bucket,
-                                                                             photo.key)
-        if actual.lower() != photo.sha256:
+        actual = object_sha256(s3, bucket, photo.key, max_bytes)
+        if actual is None:
+            missing.append(name)
+        elif actual != photo.sha256:
             raise Rejected(f"photo {name} sha256 {actual[:12]}... does not match the "
                            f"manifest's {photo.sha256[:12]}...")
     return f"photo(s) not in S3: {', '.join(missing)}" if missing else None
 
 
-def _hash_object(s3: Any, bucket: str, key: str) -> str:
-    digest = hashlib.sha256()
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    for chunk in iter(lambda: body.read(1 << 20), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
+def _hash_object(s3: Any, bucket: str, key: str,
+                 max_bytes: int = CloudLimits.max_photo_bytes) -> str:
+    """The sha256 of an object's body (streamed, at most ``max_bytes``); Rejected if gone."""
+    sha = object_sha256(s3, bucket, key, max_bytes)
+    if sha is None:
+        raise Rejected(f"{key.rsplit('/', 1)[-1]} no longer exists in S3")
+    return sha
 
 
-def _s3_missing(exc: Exception) -> bool:
-    response = getattr(exc, "response", None)
-    code = str((response or {}).get("Error", {}).get("Code", ""))
-    return code in {"404", "NoSuchKey", "NotFound"}
-
-
-def _peek_ids(body: bytes | None) -> tuple[str | None, str | None]:
-    """report_id and device_id of a rejected manifest, when they can be read at all."""
-    try:
-        data = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
-        return None, None
-    if not isinstance(data, Mapping):
-        return None, None
-    ids = (data.get("report_id"), data.get("device_id"))
-    return tuple(str(v)[:64] if v is not None else None for v in ids)  # type: ignore[return-value]
+def _received_at(obj: S3ObjectEvent) -> datetime:
+    """When the object reached S3: the event's time (S3's clock), else now."""
+    return obj.event_time or datetime.now(UTC)
 
 
 # --- rows ---------------------------------------------------------------------------------
@@ -260,26 +285,18 @@ def _row(obj: S3ObjectEvent, body: bytes, report: Manifest,
         "zone": report.zone, "lat": loc.lat, "lon": loc.lon, "accuracy_m": loc.accuracy_m,
         "first_seen_at": db.db_time(report.first_seen_at),
         "confirmed_at": db.db_time(report.confirmed_at),
-        "scene_score": report.scene_score, "photo_distance_m": _photo_distance(report),
+        "scene_score": report.scene_score, "photo_distance_m": report.photo_distance_m,
         "bucket": obj.bucket, "manifest_key": obj.key, "manifest_etag": obj.etag,
         "manifest_sha256": hashlib.sha256(body).hexdigest(),
         "photo1_key": photos[0].key, "photo1_sha256": photos[0].sha256,
         "photo2_key": photos[1].key, "photo2_sha256": photos[1].sha256,
-        "manifest": body.decode("utf-8"), "received_at": db.db_time(obj.event_time)
-        if obj.event_time else db.utc_now(),
+        "manifest": body.decode("utf-8"), "received_at": db.db_time(_received_at(obj)),
+        "plate_char_confidences": None if report.plate_char_confidences is None
+        else json.dumps(list(report.plate_char_confidences)),
+        "rules": None if report.schema == SCHEMA_V1 else json.dumps(
+            {"version": RULES_VERSION, "overrides": report.rules_overrides}, sort_keys=True,
+            separators=(",", ":")),
     }
-
-
-def _photo_distance(report: Manifest) -> float:
-    """Metres between where the two photos were taken.
-
-    gotcha.report/1 carries one location for the report: the device confirmed the two photos
-    were within the same-spot radius before building it, so the cloud records 0 m here and
-    re-checks interval, scene score, zone and deadline. A later schema with per-photo
-    locations would compute it with haversine_m.
-    """
-    del report
-    return 0.0
 
 
 def _store(cur: db.pymysql.cursors.DictCursor, row: dict[str, Any]) -> str:
@@ -316,29 +333,9 @@ def _touch_device(cur: db.pymysql.cursors.DictCursor, row: dict[str, Any]) -> No
 def _record_rejected(conn: db.Connection, obj: S3ObjectEvent, reason: str,
                      ids: tuple[str | None, str | None], *, settle_waiting: bool = False
                      ) -> None:
-    """Record a rejected event, once per (bucket, key, ETag, reason).
-
-    ``settle_waiting``: a report left ``waiting`` by an earlier delivery of this manifest
-    (its photos were missing) is rejected too, so no row stays waiting for ever.
-    """
-    event_hash = hashlib.sha256("\x00".join(
-        (obj.bucket, obj.key, obj.etag or "", reason)).encode("utf-8")).hexdigest()
-    received = db.db_time(obj.event_time) if obj.event_time else db.utc_now()
-
-    def work(cur: db.pymysql.cursors.DictCursor) -> None:
-        cur.execute("INSERT INTO rejected_events (event_hash, bucket, object_key, etag, "
-                    "report_id, device_id, reason, received_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON DUPLICATE KEY UPDATE id = id",
-                    (event_hash, obj.bucket, obj.key[:1024], (obj.etag or "")[:80] or None,
-                     ids[0], ids[1], reason[:MAX_REASON], received))
-        if settle_waiting and ids[0] and ids[1]:
-            cur.execute("UPDATE `temporary` SET status = 'rejected', reason = %s, "
-                        "processed_at = %s WHERE report_id = %s AND device_id = %s "
-                        "AND manifest_key = %s AND status = 'waiting'",
-                        (reason[:MAX_REASON], db.utc_now(), ids[0], ids[1], obj.key))
-
-    db.run_transaction(conn, work)
+    """Record a rejected object once per (bucket, key, ETag, reason); see record_rejected."""
+    record_rejected(conn, bucket=obj.bucket, key=obj.key, etag=obj.etag, reason=reason,
+                    ids=ids, received_at=obj.event_time, settle_waiting=settle_waiting)
 
 
 # --- raw photos ---------------------------------------------------------------------------
@@ -354,14 +351,14 @@ def _ingest_raw(obj: S3ObjectEvent, conn: db.Connection, s3: Any) -> Outcome:
         _record_rejected(conn, obj, reason, (None, None))
         return Outcome("rejected", obj.key, reason)
     try:
-        head = s3.head_object(Bucket=obj.bucket, Key=obj.key)
+        s3.head_object(Bucket=obj.bucket, Key=obj.key)
     except Exception as exc:
         if _s3_missing(exc):
             reason = "raw photo no longer exists in S3"
             _record_rejected(conn, obj, reason, (None, match["device"]))
             return Outcome("rejected", obj.key, reason)
         raise
-    sha = (head.get("Metadata") or {}).get("sha256") or _hash_object(s3, obj.bucket, obj.key)
+    sha = _hash_object(s3, obj.bucket, obj.key)
     sighting_id = str(uuid.uuid5(RAW_NAMESPACE, f"{obj.bucket}/{obj.key}/{sha}"))
     when = db.db_time(obj.event_time or datetime.now(UTC))
 

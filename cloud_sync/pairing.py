@@ -193,7 +193,8 @@ def _alone(cur: Cursor, row: dict[str, Any], rules: Rules, now: datetime,
            result: PairingResult) -> None:
     """A sighting with no partner yet: a duplicate of a final, expired, or still waiting."""
     stamp = db.db_time(now)
-    match = find_duplicate(cur, row, rules)
+    match = find_duplicate(cur, row, _line_up(row["plate"], _doc(row).get("char_confidences")),
+                           rules)
     if match is not None:
         final_id, distance, gap = match
         cur.execute("UPDATE `temporary` SET status = 'duplicate', final_id = %s, reason = %s, "

@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from edge_agent.errors import ConfigError
+from gotcha_contracts.plate_identity import HIGH_CHAR_CONFIDENCE, LOW_CHAR_CONFIDENCE
 
 ENV_PREFIX = "GOTCHA_"
 DEFAULT_CONFIG_PATH = Path("gotcha.toml")
@@ -122,11 +123,12 @@ class PlatesConfig(Section):
     evidence_floor: float = Field(0.5, ge=0, le=1, description="A plate read is evidence only "
                                   "if its weakest character is at least this sure; less sure "
                                   "reads are shown but never recorded.")
-    one_char_unsure: float = Field(0.6, ge=0, le=1, description="Two reads one character apart "
-                                   "are the same plate only if that character is below this in "
-                                   "one read ...")
-    one_char_sure: float = Field(0.8, ge=0, le=1, description="... and at least this in the "
-                                 "other; the report keeps the sure read.")
+    one_char_unsure: float = Field(LOW_CHAR_CONFIDENCE, ge=0, le=1, description="Two reads one "
+                                   "character apart are the same plate only if that character "
+                                   "is below this in one read ... (default: the cloud's, "
+                                   "gotcha_contracts.plate_identity)")
+    one_char_sure: float = Field(HIGH_CHAR_CONFIDENCE, ge=0, le=1, description="... and at "
+                                 "least this in the other; the report keeps the sure read.")
 
     @model_validator(mode="after")
     def _unsure_below_sure(self) -> PlatesConfig:

@@ -212,5 +212,5 @@ def run_demo(config: GotchaConfig, folder: Path, now: datetime | None = None) ->
             assert report_id is not None
             run.report = agent.store.report(report_id)
             run.exported = export_report(agent.store, report_id,
-                                         folder / "reports" / report_id)
+                                         folder / "reports" / report_id, agent.lifecycle.rules)
     return run

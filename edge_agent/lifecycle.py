@@ -104,7 +104,7 @@ _PREFERENCE = {"confirm": 0, "too_early": 1, "evidence": 2, "mismatch": 3, "move
 _PLATES = PlatesConfig()  # the one-character-off defaults, from the config's [plates]
 
 
-def _plate_char_confidences(s: Sighting) -> list[float]:
+def plate_char_confidences(s: Sighting) -> list[float]:
     """Per-character confidence of the normalised plate, as stored with the sighting.
 
     A row recorded before sightings stored one confidence per character (it has one per
@@ -118,7 +118,7 @@ def _plate_char_confidences(s: Sighting) -> list[float]:
 def one_char_match(a: Sighting, b: Sighting, low: float,
                    high: float) -> tuple[str, str] | None:
     """(plate to keep, the other read) when ``a`` and ``b`` are one unsure character apart."""
-    return same_plate(a.plate, _plate_char_confidences(a), b.plate, _plate_char_confidences(b),
+    return same_plate(a.plate, plate_char_confidences(a), b.plate, plate_char_confidences(b),
                       low, high)
 
 

@@ -86,7 +86,18 @@ def check_string(value: object, name: str, max_len: int = 200) -> str:
         raise ManifestError(f"{name} must be a string, got {json_type(value)}")
     if not value or len(value) > max_len:
         raise ManifestError(f"{name} must be 1-{max_len} characters, got {len(value)}")
+    if has_lone_surrogate(value):
+        raise ManifestError(f"{name} holds a lone UTF-16 surrogate, which is not text")
     return value
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a UTF-16 half (JSON ``"\\ud800"``), which no UTF-8 can store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def check_box(value: object, name: str) -> Box4:

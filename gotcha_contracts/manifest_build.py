@@ -1,5 +1,8 @@
 """Building a manifest on the device: from a confirmed report to canonical, validated JSON bytes.
 
+It writes ``gotcha.report/2``: each photo with its own location, the measured distance, the
+rules in force and the plate's per-character confidences, so the cloud can re-check them.
+
 Why beside the check and not in edge_agent: the builder validates what it builds with the very
 check the cloud runs (gotcha_contracts.manifest), so a device never uploads a manifest the cloud
 would refuse. Keys are derived from the S3 layout, never passed in.
@@ -22,6 +25,8 @@ from gotcha_contracts.manifest import (
     validate_manifest,
 )
 from gotcha_contracts.plate_grammar import explain_reject, parse_plate
+from gotcha_contracts.rules import DEFAULT_RULES, Rules, haversine_m
+from gotcha_contracts.rules_diff import rules_block
 from gotcha_contracts.s3_layout import PHOTO_NAMES, photo_keys
 
 
@@ -51,17 +56,34 @@ def _time_text(t: object, name: str) -> str:
     return format_time(aware_utc(t, name))  # type: ignore[arg-type]
 
 
-def build_manifest(*, report_id: str, device_id: str, plate: str, plate_confidence: float,
-                   zone: str, location: object, first_seen_at: datetime,
-                   confirmed_at: datetime, photos: Sequence[object], scene_score: float,
-                   models: Mapping[str, str | None]) -> dict[str, Any]:
-    """The manifest object for one confirmed report, validated (ManifestError if unusable).
+def _location(obj: object, name: str) -> dict[str, float | None]:
+    """A GeoPoint-like (``lat``, ``lon``, ``accuracy_m``) or mapping -> the manifest object."""
+    if obj is None:
+        raise ManifestError(f"{name} is missing: every photo needs the location it was taken at")
+    accuracy = _get(obj, "accuracy_m", None)
+    return {"lat": float(_get(obj, "lat")), "lon": float(_get(obj, "lon")),
+            "accuracy_m": None if accuracy is None else float(accuracy)}
 
-    ``location``: a GeoPoint-like (``lat``, ``lon``, ``accuracy_m``) or a mapping with those.
+
+def build_manifest(*, report_id: str, device_id: str, plate: str, plate_confidence: float,
+                   zone: str, first_seen_at: datetime, confirmed_at: datetime,
+                   photos: Sequence[object], scene_score: float,
+                   models: Mapping[str, str | None],
+                   plate_char_confidences: Sequence[float] | None = None,
+                   distance_m: float | None = None,
+                   rules: Rules = DEFAULT_RULES) -> dict[str, Any]:
+    """The ``gotcha.report/2`` manifest of one confirmed report, validated (ManifestError).
+
     ``photos``: two items (first sighting, confirming sighting), each a mapping or object with
-    ``sha256``, ``captured_at`` (aware datetime), ``vehicle_box`` (Box, [x1,y1,x2,y2] or None),
-    ``plate_box`` and ``scene_embedding`` (numbers or None). Keys are derived, never passed.
+    ``sha256``, ``captured_at`` (aware datetime; the report's first_seen_at and confirmed_at
+    must be these), ``location`` (GeoPoint-like or mapping with lat, lon, accuracy_m: where
+    that photo was taken), ``vehicle_box`` (Box, [x1,y1,x2,y2] or None), ``plate_box`` and
+    ``scene_embedding`` (numbers or None). Keys are derived, never passed.
     ``plate`` may be any accepted spelling; the normalised text is stored.
+    ``plate_char_confidences``: one per character of the normalised plate (default: each the
+    plate confidence, the weakest assumption). ``distance_m``: what the device measured
+    between the photos (default: computed from their locations). ``rules``: the rules the
+    device applied, carried as their difference from DEFAULT_RULES.
     ``models``: ids for vehicle_detector, plate_reader, scene_embedder (None where unused).
     """
     parsed = parse_plate(plate)
@@ -72,31 +94,37 @@ def build_manifest(*, report_id: str, device_id: str, plate: str, plate_confiden
     confirmed_utc = aware_utc(confirmed_at, "confirmed_at")
     keys = photo_keys(device_id, confirmed_utc, report_id)
     photo_dicts = []
-    for key, photo in zip(keys, photos, strict=True):
+    for index, (key, photo) in enumerate(zip(keys, photos, strict=True)):
         embedding = _get(photo, "scene_embedding", None)
         photo_dicts.append({
             "key": key,
             "sha256": _get(photo, "sha256"),
             "captured_at": _time_text(_get(photo, "captured_at"), "captured_at"),
+            "location": _location(_get(photo, "location", None), f"photos[{index}].location"),
             "vehicle_box": _box_list(_get(photo, "vehicle_box", None)),
             "plate_box": _box_list(_get(photo, "plate_box")),
             "scene_embedding": None if embedding is None else [
                 round(float(v), 6) for v in embedding],
         })
-    accuracy = _get(location, "accuracy_m", None)
+    if distance_m is None:
+        first, second = (p["location"] for p in photo_dicts)
+        distance_m = haversine_m((first["lat"], first["lon"]), (second["lat"], second["lon"]))
+    confidences = [float(plate_confidence)] * len(parsed.text) \
+        if plate_char_confidences is None else [float(c) for c in plate_char_confidences]
     doc = {
         "schema": SCHEMA,
         "report_id": report_id,
         "device_id": device_id,
         "plate": parsed.text,
         "plate_confidence": round(float(plate_confidence), 4),
+        "plate_char_confidences": [round(c, 4) for c in confidences],
         "zone": zone,
-        "location": {"lat": float(_get(location, "lat")), "lon": float(_get(location, "lon")),
-                     "accuracy_m": None if accuracy is None else float(accuracy)},
         "first_seen_at": format_time(aware_utc(first_seen_at, "first_seen_at")),
         "confirmed_at": format_time(confirmed_utc),
+        "distance_m": round(float(distance_m), 2),
         "photos": photo_dicts,
         "scene_score": round(float(scene_score), 4),
+        "rules": rules_block(rules),
         "models": {role: models.get(role) for role in MODEL_ROLES},
     }
     validate_manifest(doc)

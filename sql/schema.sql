@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS `temporary` (
   final_id            BIGINT UNSIGNED NULL,
   received_at         DATETIME(3)  NOT NULL,
   processed_at        DATETIME(3)  NULL,
+  -- schema 2 manifests: one confidence per plate character (JSON array), and the rules the
+  -- device applied as {"version": n, "overrides": {...}} (NULL: schema 1, DEFAULT_RULES)
+  plate_char_confidences  VARCHAR(400)  CHARACTER SET ascii COLLATE ascii_bin NULL,
+  rules                   VARCHAR(2000) CHARACTER SET ascii COLLATE ascii_bin NULL,
   CONSTRAINT temporary_status_ck
     CHECK (status IN ('waiting', 'pending', 'raw', 'processed', 'failed', 'sighting',
                       'paired', 'expired', 'final', 'duplicate', 'rejected')),
@@ -112,12 +116,22 @@ CREATE TABLE IF NOT EXISTS final (
   duplicate_count     INT UNSIGNED NOT NULL DEFAULT 0,
   last_duplicate_at   DATETIME(3)  NULL,
   promoted_at         DATETIME(3)  NOT NULL,
+  -- gotcha_contracts.plate_identity: per-character confidences (JSON array) and the three
+  -- match_keys through which the duplicate check finds plates one character apart
+  plate_char_confidences  VARCHAR(400) CHARACTER SET ascii COLLATE ascii_bin NULL,
+  match_key_1         VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
+  match_key_2         VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
+  match_key_3         VARCHAR(40)  CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',
   UNIQUE KEY final_report_id_uq (report_id),
   UNIQUE KEY final_temporary_id_uq (temporary_id),
   KEY final_plate_time_ix (plate, confirmed_at),
   KEY final_zone_time_ix (zone, confirmed_at),
   KEY final_device_time_ix (device_id, confirmed_at),
-  KEY final_time_ix (confirmed_at)
+  KEY final_time_ix (confirmed_at),
+  -- covering: the duplicate look-up reads these indexes only (plate, place, time)
+  KEY final_match_1_time_ix (match_key_1, confirmed_at, plate, lat, lon),
+  KEY final_match_2_time_ix (match_key_2, confirmed_at, plate, lat, lon),
+  KEY final_match_3_time_ix (match_key_3, confirmed_at, plate, lat, lon)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- Events the ingest handler could not accept: malformed manifests, bad photos, keys that do
@@ -138,8 +152,9 @@ CREATE TABLE IF NOT EXISTS rejected_events (
   KEY rejected_events_time_ix (received_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
--- One row per plate the promoter has seen. Promoters lock these rows (in sorted order) before
--- the duplicate look-up, so two promoters never both promote the same violation.
+-- One row per plate match key (gotcha_contracts.plate_identity.match_keys) the promoter has
+-- seen. Promoters lock these rows (in sorted order) before the duplicate look-up, so two
+-- promoters never both promote the same violation, even read one character apart.
 CREATE TABLE IF NOT EXISTS plate_locks (
   plate      VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
   locked_at  DATETIME(3) NOT NULL

@@ -20,6 +20,7 @@ from cloud_sync.config import DbSettings
 from cloud_sync.events import s3_event, s3_event_record
 from gotcha_contracts.manifest import parse_time
 from gotcha_contracts.manifest_build import build_manifest, manifest_bytes
+from gotcha_contracts.rules import DEFAULT_RULES, Rules
 from gotcha_contracts.s3_layout import manifest_key, photo_keys
 
 BUCKET = "gotcha-reports"
@@ -61,21 +62,27 @@ def photo_bytes(seed: str) -> bytes:
 
 def make_report(*, device_id: str = "dev-01", plate: str = "12가3456", zone: str = "sidewalk",
                 where: tuple[float, float] = SEOUL_CITY_HALL,
+                where2: tuple[float, float] | None = None,
                 confirmed_at: datetime | None = None, interval_s: float = 90.0,
                 scene_score: float = 0.9, report_id: str | None = None,
-                photos: tuple[bytes, bytes] | None = None) -> Report:
+                photos: tuple[bytes, bytes] | None = None,
+                char_confidences: list[float] | None = None,
+                rules: Rules = DEFAULT_RULES) -> Report:
+    """A device's report: photo 1 taken at ``where``, photo 2 at ``where2`` (default the same)."""
     confirmed = (confirmed_at or datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=0)
     first = confirmed - timedelta(seconds=interval_s)
     report_id = report_id or str(uuid.uuid4())
     data = photos or (photo_bytes(report_id + "-1"), photo_bytes(report_id + "-2"))
+    places = (where, where2 or where)
     shots = [{"sha256": hashlib.sha256(b).hexdigest(), "captured_at": t,
+              "location": {"lat": p[0], "lon": p[1], "accuracy_m": 8.0},
               "vehicle_box": [10, 10, 200, 150], "plate_box": [60, 100, 120, 120],
-              "scene_embedding": [0.1, 0.2, 0.3]} for b, t in zip(data, (first, confirmed),
-                                                                     strict=True)]
+              "scene_embedding": [0.1, 0.2, 0.3]}
+             for b, t, p in zip(data, (first, confirmed), places, strict=True)]
     doc = build_manifest(
         report_id=report_id, device_id=device_id, plate=plate, plate_confidence=0.93, zone=zone,
-        location={"lat": where[0], "lon": where[1], "accuracy_m": 8.0}, first_seen_at=first,
-        confirmed_at=confirmed, photos=shots, scene_score=scene_score,
+        plate_char_confidences=char_confidences, first_seen_at=first, confirmed_at=confirmed,
+        photos=shots, scene_score=scene_score, rules=rules,
         models={"vehicle_detector": "yolov8n-coco", "plate_reader": "gotcha-kr-plate-crnn",
                 "scene_embedder": None})
     keys = photo_keys(device_id, confirmed, report_id)

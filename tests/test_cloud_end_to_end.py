@@ -62,7 +62,7 @@ def _confirm_reports(store: Store, count: int) -> list[str]:
                                          t1 + timedelta(hours=1))
             sid2 = store.insert_sighting(shots[1], "confirming", rid)
             store.confirm(rid, store.sighting(sid1), store.sighting(sid2), plate, None,
-                          t1 + timedelta(days=1), 0.92, "same scene", 1.5, MODELS)
+                          t1 + timedelta(days=1), 0.92, "same scene", 0.0, MODELS)
         ids.append(rid)
     return ids
 

@@ -9,6 +9,7 @@ import pytest
 from cloud_helpers import make_report, query, settings, upload
 
 from cloud_sync import db, ingest, promote
+from gotcha_contracts.plate_identity import match_keys
 from gotcha_contracts.rules import DEFAULT_RULES
 
 
@@ -129,12 +130,16 @@ def test_two_promoters_at_once_promote_each_row_exactly_once(s3, conn, mysql_dat
 
 
 def test_duplicate_lookup_and_claim_use_indexes(conn):
-    """EXPLAIN shows the promoter never scans `final` or `temporary`."""
+    """EXPLAIN shows the promoter never scans `final` or `temporary`, and that its duplicate
+    look-up reads the match key indexes alone."""
+    window = (datetime(2026, 1, 1), datetime(2026, 1, 2))
     with conn.cursor() as cur:
         cur.execute("EXPLAIN " + promote.NEARBY_FINALS_SQL,
-                    ("12가3456", datetime(2026, 1, 1), datetime(2026, 1, 2)))
-        [plan] = cur.fetchall()
-        assert plan["key"] == "final_plate_time_ix" and plan["type"] == "range"
+                    [v for key in match_keys("12가3456") for v in (key, *window)])
+        plans = [p for p in cur.fetchall() if p["table"] == "final"]
+        assert [p["key"] for p in plans] == [f"final_match_{i}_time_ix" for i in (1, 2, 3)]
+        assert all(p["type"] == "range" for p in plans)
+        assert all("Using index" in p["Extra"].split("; ") for p in plans)  # no table reads
         cur.execute("EXPLAIN " + promote.CLAIM_SQL.replace(" FOR UPDATE SKIP LOCKED", ""),
                     (200,))
         [plan] = cur.fetchall()

@@ -1,4 +1,5 @@
-"""The gotcha.report/1 manifest: keys, building, round trips, and every way it can be bad."""
+"""The gotcha.report/2 manifest (and /1, still read): keys, building, round trips, and every way
+it can be bad."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from gotcha_contracts.errors import ManifestError
 from gotcha_contracts.manifest import (
     MAX_MANIFEST_BYTES,
     SCHEMA,
+    SCHEMA_V1,
+    ManifestLocation,
     format_time,
     parse_time,
     validate_manifest,
 )
 from gotcha_contracts.manifest_build import build_manifest, manifest_bytes
+from gotcha_contracts.rules import DEFAULT_RULES
 from gotcha_contracts.s3_layout import (
     MANIFEST_NAME,
     PHOTO_NAMES,
@@ -33,18 +37,25 @@ FIRST = datetime(2026, 11, 25, 23, 58, 30, tzinfo=UTC)
 CONFIRMED = datetime(2026, 11, 26, 0, 0, 5, 250000, tzinfo=UTC)  # a new UTC day
 
 
+HERE = GeoPoint(37.5665, 126.978, accuracy_m=8.0)
+NEAR = GeoPoint(37.56652, 126.97802, accuracy_m=6.0)  # about 2.8 m from HERE
+
+
 def good_manifest() -> dict:
     return build_manifest(
         report_id=REPORT_ID, device_id="gotcha-dev-01", plate="서울 12바 3456",
         plate_confidence=0.934, zone="hydrant",
-        location=GeoPoint(37.5665, 126.978, accuracy_m=8.0),
+        plate_char_confidences=[0.99, 0.98, 0.97, 0.96, 0.95, 0.934, 0.97, 0.98, 0.99],
         first_seen_at=FIRST, confirmed_at=CONFIRMED,
         photos=[
-            {"sha256": "a" * 64, "captured_at": FIRST, "vehicle_box": Box(10, 20, 300, 240),
+            {"sha256": "a" * 64, "captured_at": FIRST, "location": HERE,
+             "vehicle_box": Box(10, 20, 300, 240),
              "plate_box": Box(100, 180, 160, 200), "scene_embedding": [0.1, -0.25, 0.5]},
-            {"sha256": "b" * 64, "captured_at": CONFIRMED, "vehicle_box": None,
+            {"sha256": "b" * 64, "captured_at": CONFIRMED, "location": NEAR,
+             "vehicle_box": None,
              "plate_box": [101.04, 181, 161, 201.5], "scene_embedding": None},
         ],
+        rules=DEFAULT_RULES.with_overrides(radius_m=12.0, min_interval_s={"hydrant": 90}),
         scene_score=0.87, models={"vehicle_detector": "yolov8n-coco",
                                   "plate_reader": "gotcha-kr-plate-crnn",
                                   "scene_embedder": None})
@@ -110,7 +121,14 @@ def test_build_normalises_and_validates() -> None:
     assert doc["photos"][1]["plate_box"] == [101.0, 181.0, 161.0, 201.5]
     manifest = validate_manifest(doc)
     assert manifest.plate == "서울12바3456" and manifest.parsed_plate.use == "commercial"
-    assert manifest.location.accuracy_m == 8.0
+    assert manifest.location.accuracy_m == 8.0  # the first photo's
+    assert manifest.photos[1].location == ManifestLocation(37.56652, 126.97802, 6.0)
+    assert manifest.distance_m == pytest.approx(manifest.photo_distance_m, abs=0.01)
+    assert 2.0 < manifest.photo_distance_m < 3.5
+    assert manifest.rules.radius_m == 12.0 and manifest.rules.min_interval("hydrant") == 90
+    assert doc["rules"] == {"version": 1, "overrides": {"min_interval_s": {"hydrant": 90.0},
+                                                        "radius_m": 12.0}}
+    assert manifest.plate_char_confidences[5] == 0.934
     assert manifest.interval_s == pytest.approx(95.25)
     assert manifest.key == prefix + "manifest.json"
     assert manifest.photos[0].scene_embedding == (0.1, -0.25, 0.5)
@@ -143,10 +161,11 @@ def test_build_refuses_one_photo() -> None:
 def _build_args() -> dict:
     return {"report_id": str(uuid.uuid4()), "device_id": "d1", "plate": "12가3456",
             "plate_confidence": 0.9, "zone": "sidewalk",
-            "location": {"lat": 37.5, "lon": 127.0, "accuracy_m": None},
             "first_seen_at": FIRST, "confirmed_at": CONFIRMED,
-            "photos": [{"sha256": "1" * 64, "captured_at": FIRST, "plate_box": (1, 2, 3, 4)},
-                       {"sha256": "2" * 64, "captured_at": CONFIRMED, "plate_box": (1, 2, 3, 4)}],
+            "photos": [{"sha256": "1" * 64, "captured_at": FIRST, "plate_box": (1, 2, 3, 4),
+                        "location": {"lat": 37.5, "lon": 127.0, "accuracy_m": None}},
+                       {"sha256": "2" * 64, "captured_at": CONFIRMED, "plate_box": (1, 2, 3, 4),
+                        "location": {"lat": 37.5, "lon": 127.0, "accuracy_m": None}}],
             "scene_score": 0.8, "models": {"plate_reader": "crnn"}}
 
 
@@ -155,6 +174,15 @@ def test_build_accepts_minimal_inputs() -> None:
     assert doc["models"] == {"vehicle_detector": None, "plate_reader": "crnn",
                              "scene_embedder": None}
     assert doc["photos"][0]["vehicle_box"] is None
+    assert doc["rules"] == {"version": 1, "overrides": {}}
+    assert doc["distance_m"] == 0.0 and doc["plate_char_confidences"] == [0.9] * 7
+
+
+def test_build_refuses_a_photo_without_its_location() -> None:
+    args = _build_args()
+    del args["photos"][1]["location"]
+    with pytest.raises(ManifestError, match=r"photos\[1\].location is missing"):
+        build_manifest(**args)
 
 
 def _set(path: str, value: object):
@@ -177,7 +205,7 @@ OTHER_PREFIX = f"reports/gotcha-dev-01/2026/11/25/{REPORT_ID}/"
 
 # mutation, fragment of the reason
 BAD = [
-    (_set("schema", "gotcha.report/2"), "schema"),
+    (_set("schema", "gotcha.report/3"), "is not one this code reads"),
     (_set("schema", _DELETE), "missing field schema"),
     (_set("report_id", "1234"), "UUID"),
     (_set("report_id", REPORT_ID.upper()), "UUID"),
@@ -191,11 +219,32 @@ BAD = [
     (_set("plate_confidence", True), "must be a number"),
     (_set("plate_confidence", "0.9"), "must be a number"),
     (_set("zone", "moon"), "zone"),
-    (_set("location.lat", 200), "location.lat"),
-    (_set("location.lon", -181), "location.lon"),
-    (_set("location.accuracy_m", -3), "location.accuracy_m"),
-    (_set("location.accuracy_m", _DELETE), "location is missing field(s) accuracy_m"),
-    (_set("location", [37.5, 127.0]), "location must be an object"),
+    (_set("photos.0.location.lat", 200), "photos[0].location.lat"),
+    (_set("photos.1.location.lon", -181), "photos[1].location.lon"),
+    (_set("photos.0.location.accuracy_m", -3), "photos[0].location.accuracy_m"),
+    (_set("photos.0.location.accuracy_m", _DELETE),
+     "photos[0].location is missing field(s) accuracy_m"),
+    (_set("photos.0.location", [37.5, 127.0]), "photos[0].location must be an object"),
+    (_set("photos.0.location", _DELETE), "photos[0] is missing field(s) location"),
+    (_set("location", {"lat": 37.5, "lon": 127.0, "accuracy_m": 1}), "unknown field(s) location"),
+    (_set("photos.1.location.lat", 37.5685), "is not the"),  # 220 m away, distance unchanged
+    (_set("distance_m", 0.0), "distance_m 0 is not the"),
+    (_set("distance_m", -1), "distance_m"),
+    (_set("distance_m", "3"), "distance_m must be a number"),
+    (_set("plate_char_confidences", [0.9] * 3), "one number per character"),
+    (_set("plate_char_confidences", None), "plate_char_confidences must be an array"),
+    (_set("plate_char_confidences.0", 1.5), "plate_char_confidences[0]"),
+    (_set("rules.version", 2), "rules.version 2 is not a rules version"),
+    (_set("rules.version", "1"), "rules.version"),
+    (_set("rules.overrides.radius_m", "big"), "rules.overrides.radius_m must be a number"),
+    (_set("rules.overrides.radius_m", 1e9), "rules.overrides.radius_m"),
+    (_set("rules.overrides.tolerance", 3), "rules.overrides has unknown field(s) tolerance"),
+    (_set("rules.overrides.min_interval_s.moon", 60), "unknown zone(s) moon"),
+    (_set("rules.overrides.max_interval_s", 30), "not usable rules"),
+    (_set("rules", _DELETE), "missing field(s) rules"),
+    (_set("photos.0.captured_at", "2026-11-25T23:58:31Z"), "is not first_seen_at"),
+    (_set("photos.0.captured_at", "2001-11-25T23:58:30Z"), "is not first_seen_at"),
+    (_set("photos.1.captured_at", "2026-11-26T00:00:05Z"), "is not confirmed_at"),
     (_set("first_seen_at", "2026-11-25 23:58:30"), "first_seen_at"),
     (_set("first_seen_at", "2026-11-25T23:58:30+09:00"), "ISO 8601 UTC"),
     (_set("first_seen_at", "2026-02-30T00:00:00Z"), "not a real date"),
@@ -231,7 +280,7 @@ BAD = [
     (_set("owner", "me"), "unknown field(s) owner"),
     (_set("zone", _DELETE), "missing field(s) zone"),
     (_set("plate_confidence", 10 ** 400), "out of range"),
-    (_set("location.lat", -10 ** 400), "out of range"),
+    (_set("photos.0.location.lat", -10 ** 400), "out of range"),
     (_set("photos.0.plate_box", [0, 0, 10 ** 400, 10]), "plate_box[2]"),
     (_set("photos.0.scene_embedding", [0.1, 10 ** 400]), "scene_embedding[1]"),
     (_set("photos.0.scene_embedding", [True]), "scene_embedding[0]"),
@@ -305,3 +354,44 @@ def test_oversized_object_and_wrong_types() -> None:
 def test_every_plate_format_fits_a_manifest(plate: str) -> None:
     doc = build_manifest(**{**_build_args(), "plate": plate})
     assert validate_manifest(doc).plate == plate
+
+
+def _as_schema_1(doc: dict) -> dict:
+    """The same report as a device before schema 2 wrote it: one location, no rules."""
+    old = {k: v for k, v in doc.items()
+           if k not in ("plate_char_confidences", "distance_m", "rules")}
+    old["schema"] = SCHEMA_V1
+    old["location"] = old["photos"][0]["location"]
+    old["photos"] = [{k: v for k, v in p.items() if k != "location"} for p in doc["photos"]]
+    return old
+
+
+def test_schema_1_is_still_read() -> None:
+    old = _as_schema_1(good_manifest())
+    manifest = validate_manifest(manifest_bytes(old))
+    assert manifest.schema == SCHEMA_V1 and manifest.location.accuracy_m == 8.0
+    assert manifest.distance_m is None and manifest.photo_distance_m is None
+    assert manifest.rules == DEFAULT_RULES and manifest.plate_char_confidences is None
+    assert manifest_bytes(manifest.to_dict()) == manifest_bytes(old)
+    # the photos' times are checked in schema 1 too
+    old["photos"][0]["captured_at"] = old["confirmed_at"]
+    with pytest.raises(ManifestError, match="is not first_seen_at"):
+        validate_manifest(old)
+
+
+@pytest.mark.parametrize(("data", "fragment"), [
+    (b'{"schema": "gotcha.report/2", "plate_confidence": 1' + b"1" * 5000 + b"}",
+     "not JSON this code can read"),
+    (b'{"a": ' * 20_000 + b"1" + b"}" * 20_000, "nested too deeply"),
+    (b'{"schema": "gotcha.report/2", "models": {"plate_reader": "\\ud800"}}', "missing"),
+])
+def test_hostile_json_is_a_manifest_error(data: bytes, fragment: str) -> None:
+    with pytest.raises(ManifestError, match=fragment):
+        validate_manifest(data)
+
+
+def test_lone_surrogate_in_a_string_is_refused() -> None:
+    doc = good_manifest()
+    doc["models"]["plate_reader"] = "crnn\ud800"
+    with pytest.raises(ManifestError, match="lone UTF-16 surrogate"):
+        validate_manifest(json.dumps(doc).encode())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gotcha_contracts.plate_identity import plate_key, same_plate
+from gotcha_contracts.plate_identity import match_keys, plate_key, same_plate
 
 SURE, UNSURE_LAST = (0.95,) * 7, (0.95,) * 6 + (0.3,)
 
@@ -47,3 +47,18 @@ def test_different_plates(a: str, a_confs: tuple[float, ...], b: str,
 def test_confidences_must_align_with_the_plate() -> None:
     with pytest.raises(ValueError, match="one confidence per plate character"):
         same_plate("12가3456", SURE[:3], "12가3458", UNSURE_LAST, 0.6, 0.8)
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("12가3456", "12가3458"), ("12가3456", "17가3456"), ("12가3456", "12나3456"),
+    ("서울12가3456", "서울12가3459"), ("서울12가3456", "부울12가3456"), ("12가3456", "12가3456"),
+])
+def test_plates_one_character_apart_share_a_match_key(a: str, b: str) -> None:
+    assert set(match_keys(a)) & set(match_keys(b))
+
+
+def test_match_keys_keep_plates_of_other_lengths_apart() -> None:
+    assert match_keys("12가3456") == ("**가3456", "12**456", "12가3***")
+    assert not set(match_keys("12가3456")) & set(match_keys("123가3456"))
+    assert not set(match_keys("12가3456")) & set(match_keys("34나7890"))
+    assert not set(match_keys("12가3456")) & set(match_keys("12가7890"))  # same front half

@@ -68,7 +68,7 @@ def _confirmed_report(store: Store, i: int, t0: datetime) -> str:
                                            t0 + timedelta(hours=2))
         second_id = store.insert_sighting(sightings[1], "confirming", report_id)
         store.confirm(report_id, store.sighting(first_id), store.sighting(second_id),
-                      f"12가{1000 + i}", None, t0 + timedelta(days=1), 0.91, "same scene", 1.5,
+                      f"12가{1000 + i}", None, t0 + timedelta(days=1), 0.91, "same scene", 0.0,
                       MODELS)
     return report_id
 

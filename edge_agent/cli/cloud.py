@@ -130,6 +130,7 @@ def ingest(
     """Run the ingest handler locally: S3 manifests -> `temporary` (idempotent)."""
     from cloud_sync import db
     from cloud_sync import ingest as ingest_mod
+    from cloud_sync.events import parse_s3_event
 
     if (event_file is None) == (not scan):
         error("give either an S3 event JSON file or --scan")
@@ -146,6 +147,7 @@ def ingest(
                 except (OSError, ValueError) as exc:
                     error(f"cannot read the event file {event_file}: {exc}")
                     raise typer.Exit(EXIT_ERROR) from None
+                parse_s3_event(event)  # a file that is not an S3 event: say so, exit 2
                 result = ingest_mod.handle_event(event, conn, s3, raise_on_waiting=False)
                 if not json_out:
                     result = {k: v for k, v in result.items() if k != "outcomes"}

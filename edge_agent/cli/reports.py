@@ -94,11 +94,12 @@ def export(report_id: Annotated[str, typer.Argument(help="Report id (or a unique
            out_dir: Annotated[Path, typer.Argument(help="Folder to write into (created).")],
            config: ConfigOption = None) -> None:
     """Write the two photos, the manifest and a contact sheet PNG of a confirmed report."""
+    from edge_agent.agent import rules_from_config
     from edge_agent.store.export import export_report
 
     cfg = get_config(config)
     with cli_errors(), Store.open(cfg.store) as store:
-        written = export_report(store, report_id, out_dir)
+        written = export_report(store, report_id, out_dir, rules_from_config(cfg))
     for path in written:
         typer.echo(str(path))
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import BadInputError, StoreError
-from edge_agent.results import GeoPoint
+from edge_agent.lifecycle import plate_char_confidences
 from edge_agent.store.records import Report, Sighting
 from edge_agent.store.store import Store
 from gotcha_contracts.manifest_build import build_manifest, manifest_bytes
+from gotcha_contracts.rules import DEFAULT_RULES, Rules
 from gotcha_contracts.s3_layout import report_prefix
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,19 @@ def _embedding(s: Sighting) -> list[float] | None:
         return None
 
 
-def report_bundle(store: Store, report_id: str) -> ReportBundle:
-    """The checked photos and the manifest of a confirmed (or uploaded) report."""
+def _plate_char_confidences(report: Report, first: Sighting, second: Sighting) -> list[float]:
+    """Per character of the report's plate, the weakest of the reads that gave that plate."""
+    reads = [plate_char_confidences(s) for s in (first, second) if s.plate == report.plate]
+    if not reads:  # cannot happen (the plate is one of the reads); assume the weakest
+        return [first.plate_confidence] * len(report.plate)
+    return [min(column) for column in zip(*reads, strict=True)]
+
+
+def report_bundle(store: Store, report_id: str, rules: Rules = DEFAULT_RULES) -> ReportBundle:
+    """The checked photos and the manifest of a confirmed (or uploaded) report.
+
+    ``rules``: the rules the device runs (``rules_from_config``), named in the manifest.
+    """
     report = store.report(report_id)
     if report.state not in ("confirmed", "uploaded") or report.confirmed_at is None:
         raise StoreError(f"report {report.report_id} is {report.state}; only confirmed reports "
@@ -73,15 +85,14 @@ def report_bundle(store: Store, report_id: str) -> ReportBundle:
                              "backup")
         paths.append(store.photos.path(s.photo_sha256))
     same_plate = [s.plate_confidence for s in (first, second) if s.plate == report.plate]
-    location = GeoPoint(report.lat, report.lon,
-                        first.location.accuracy_m if first.location else None)
-    photos = [{"sha256": s.photo_sha256, "captured_at": s.captured_at,
+    photos = [{"sha256": s.photo_sha256, "captured_at": s.captured_at, "location": s.location,
                "vehicle_box": s.vehicle_box, "plate_box": s.plate_box,
                "scene_embedding": _embedding(s)} for s in (first, second)]
     manifest = build_manifest(
         report_id=report.report_id, device_id=report.device_id, plate=report.plate,
         plate_confidence=min(same_plate) if same_plate else first.plate_confidence,
-        zone=report.zone, location=location, first_seen_at=report.first_seen_at,
+        plate_char_confidences=_plate_char_confidences(report, first, second),
+        zone=report.zone, first_seen_at=report.first_seen_at,
         confirmed_at=report.confirmed_at, photos=photos, scene_score=report.scene_score or 0.0,
-        models=report.models)
+        distance_m=report.distance_m, rules=rules, models=report.models)
     return ReportBundle(report, (first, second), (paths[0], paths[1]), manifest)

@@ -23,7 +23,7 @@ from edge_agent.errors import StoreError
 from edge_agent.store.bundle import ReportBundle, report_bundle
 from edge_agent.store.db import store_error
 from edge_agent.store.store import Store
-from gotcha_contracts.rules import KST
+from gotcha_contracts.rules import DEFAULT_RULES, KST, Rules
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,13 @@ def _write(path: Path, data: bytes) -> None:
         raise store_error(exc, path) from exc
 
 
-def export_report(store: Store, report_id: str, out_dir: Path) -> list[Path]:
-    """Write photo-1.jpg, photo-2.jpg, manifest.json and contact-sheet.png into ``out_dir``."""
-    bundle = report_bundle(store, report_id)
+def export_report(store: Store, report_id: str, out_dir: Path,
+                  rules: Rules = DEFAULT_RULES) -> list[Path]:
+    """Write photo-1.jpg, photo-2.jpg, manifest.json and contact-sheet.png into ``out_dir``.
+
+    ``rules``: the rules the device runs, named in the manifest as the uploader names them.
+    """
+    bundle = report_bundle(store, report_id, rules)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -26,6 +26,7 @@ from edge_agent.upload.object_store import ObjectStore, TransientStoreError, sha
 from edge_agent.upload.privacy import Redactor, to_upload_jpeg
 from gotcha_contracts.errors import ManifestError
 from gotcha_contracts.manifest_build import build_manifest, manifest_bytes
+from gotcha_contracts.rules import DEFAULT_RULES, Rules
 from gotcha_contracts.s3_layout import MANIFEST_NAME, PHOTO_NAMES, report_prefix
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class UploadPhoto:
     data: bytes
     captured_at: datetime
     plate_box: Box
+    location: GeoPoint  # where this photo was taken
     vehicle_box: Box | None = None
     scene_embedding: Sequence[float] | None = None
 
@@ -134,13 +136,15 @@ class ReportUpload:
     device_id: str
     plate: str
     plate_confidence: float
+    plate_char_confidences: Sequence[float]
     zone: str
-    location: GeoPoint
     first_seen_at: datetime
     confirmed_at: datetime
+    distance_m: float
     photos: tuple[UploadPhoto, UploadPhoto]
     scene_score: float
     models: Mapping[str, str | None]
+    rules: Rules = DEFAULT_RULES  # the rules in force on the device, named in the manifest
 
     @property
     def prefix(self) -> str:
@@ -168,8 +172,9 @@ class StoreOutbox:
     ``edge_agent.store.bundle.report_bundle``, the same function `gotcha reports export` uses,
     so what is uploaded is exactly what an export shows (before redaction)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, rules: Rules = DEFAULT_RULES) -> None:
         self.store = store
+        self.rules = rules
 
     def pending(self, limit: int) -> Sequence[OutboxEntry]:
         return self.store.pending(limit)
@@ -183,22 +188,23 @@ class StoreOutbox:
     def load(self, report_id: str) -> ReportUpload:
         from edge_agent.store.bundle import report_bundle
 
-        bundle = report_bundle(self.store, report_id)
+        bundle = report_bundle(self.store, report_id, self.rules)
         report, doc = bundle.report, bundle.manifest
         assert report.confirmed_at is not None  # report_bundle checked it
-        photos = tuple(
-            UploadPhoto(data=bundle.photo_bytes(i), captured_at=s.captured_at,
-                        plate_box=s.plate_box, vehicle_box=s.vehicle_box,
-                        scene_embedding=doc["photos"][i]["scene_embedding"])
-            for i, s in enumerate(bundle.sightings))
-        location = doc["location"]
+        photos = []
+        for i, s in enumerate(bundle.sightings):
+            where = doc["photos"][i]["location"]
+            photos.append(UploadPhoto(
+                data=bundle.photo_bytes(i), captured_at=s.captured_at, plate_box=s.plate_box,
+                location=GeoPoint(where["lat"], where["lon"], where["accuracy_m"]),
+                vehicle_box=s.vehicle_box, scene_embedding=doc["photos"][i]["scene_embedding"]))
         return ReportUpload(
             report_id=report.report_id, device_id=report.device_id, plate=doc["plate"],
-            plate_confidence=doc["plate_confidence"], zone=doc["zone"],
-            location=GeoPoint(location["lat"], location["lon"], location["accuracy_m"]),
+            plate_confidence=doc["plate_confidence"],
+            plate_char_confidences=doc["plate_char_confidences"], zone=doc["zone"],
             first_seen_at=report.first_seen_at, confirmed_at=report.confirmed_at,
-            photos=photos,  # type: ignore[arg-type]
-            scene_score=doc["scene_score"], models=doc["models"])
+            distance_m=doc["distance_m"], photos=(photos[0], photos[1]),
+            scene_score=doc["scene_score"], models=doc["models"], rules=self.rules)
 
 
 # ---------------------------------------------------------------------------- the uploader
@@ -262,13 +268,14 @@ class Uploader:
     def from_config(cls, config: Any, store: Any) -> Uploader:
         """The configured uploader over the device store: object store from ``upload``,
         retry/breaker settings, and the privacy redactor (vision models load here)."""
+        from edge_agent.agent import rules_from_config
         from edge_agent.upload.object_store import object_store_from_config
         from edge_agent.upload.privacy import DetectingRedactor
 
         settings = UploadSettings.from_config(config.upload)
         redactor = DetectingRedactor.from_config(config) if settings.blur else None
-        return cls(object_store_from_config(config.upload), StoreOutbox(store), settings,
-                   redactor)
+        return cls(object_store_from_config(config.upload),
+                   StoreOutbox(store, rules_from_config(config)), settings, redactor)
 
     # -- calls with retry and breaker
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -319,14 +326,16 @@ class Uploader:
             key = prefix + name
             self._ensure(key, data, {"report-id": report.report_id}, result)
             entries.append({"sha256": sha256_hex(data), "captured_at": photo.captured_at,
-                            "vehicle_box": photo.vehicle_box, "plate_box": photo.plate_box,
+                            "location": photo.location, "vehicle_box": photo.vehicle_box,
+                            "plate_box": photo.plate_box,
                             "scene_embedding": photo.scene_embedding})
         manifest = build_manifest(
             report_id=report.report_id, device_id=report.device_id, plate=report.plate,
-            plate_confidence=report.plate_confidence, zone=report.zone,
-            location=report.location, first_seen_at=report.first_seen_at,
-            confirmed_at=report.confirmed_at, photos=entries, scene_score=report.scene_score,
-            models=report.models)
+            plate_confidence=report.plate_confidence,
+            plate_char_confidences=report.plate_char_confidences, zone=report.zone,
+            first_seen_at=report.first_seen_at, confirmed_at=report.confirmed_at,
+            distance_m=report.distance_m, photos=entries, scene_score=report.scene_score,
+            rules=report.rules, models=report.models)
         self._ensure(prefix + MANIFEST_NAME, manifest_bytes(manifest),
                      {"report-id": report.report_id}, result)
 
