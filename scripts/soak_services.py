@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -37,7 +37,29 @@ def wait_port(port: int, timeout_s: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-class Broker:
+class _Outage:
+    """A service the soak starts, stops and restarts (an outage of ``pause_s``)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self, pause_s: float) -> None:
+        self.stop()
+        time.sleep(pause_s)
+        self.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Broker(_Outage):
     """A private Mosquitto on a free loopback port, anonymous, no persistence."""
 
     def __init__(self, work: Path) -> None:
@@ -60,20 +82,8 @@ class Broker:
             self.proc.wait(10)
         self.proc = None
 
-    def restart(self, pause_s: float) -> None:
-        self.stop()
-        time.sleep(pause_s)
-        self.start()
 
-    def __enter__(self) -> Broker:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class S3Server:
+class S3Server(_Outage):
     """moto's S3 in this process: stop() and start() are an outage; the objects stay."""
 
     def __init__(self) -> None:
@@ -94,11 +104,6 @@ class S3Server:
             self._server.stop()
             self._server = None
 
-    def restart(self, pause_s: float) -> None:
-        self.stop()
-        time.sleep(pause_s)
-        self.start()
-
     def client(self) -> Any:
         import boto3
 
@@ -114,13 +119,6 @@ class S3Server:
 
     def get(self, bucket: str, key: str) -> bytes:
         return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
-
-    def __enter__(self) -> S3Server:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class HeartbeatListener:

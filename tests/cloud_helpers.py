@@ -8,7 +8,9 @@ cloud_sync.events.s3_event_record, field for field as S3 sends them.
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -138,3 +140,32 @@ def query(conn: pymysql.connections.Connection, sql: str, args: Any = None) -> l
         rows = list(cur.fetchall())
     conn.commit()
     return rows
+
+
+def run_at_once(database: dict[str, Any], count: int,
+                work: Callable[[pymysql.connections.Connection], Any],
+                timeout_s: float = 120.0) -> list[Any]:
+    """``work`` in ``count`` threads, each on its own connection, released together (two
+    Lambdas at once); the results, after asserting that none raised."""
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def run() -> None:
+        own = db.connect(settings(database))
+        try:
+            barrier.wait()
+            results.append(work(own))
+        except Exception as exc:  # surfaced below, in the test's thread
+            errors.append(exc)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=run, name=f"worker-{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout_s)
+    assert not errors, errors
+    return results
+

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from cloud_helpers import query, settings
+from cloud_helpers import query, run_at_once
 
 from cloud_sync import db, pairing, promote, raw
 
@@ -105,23 +104,7 @@ def test_two_promoters_pair_once(conn, mysql_database):
     for i in range(6):
         _sighting(conn, plate=f"{10 + i}가1234")
         _sighting(conn, plate=f"{10 + i}가1234", at=NOW - timedelta(minutes=34))
-    results, errors = [], []
-    barrier = threading.Barrier(3)
-
-    def run():
-        own = db.connect(settings(mysql_database))
-        try:
-            barrier.wait()
-            results.append(pairing.pair_sightings(own, lock_wait_s=30))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            own.close()
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors and sum(r.paired for r in results) == 6
+    results = run_at_once(mysql_database, 3,
+                          lambda own: pairing.pair_sightings(own, lock_wait_s=30), 60)
+    assert sum(r.paired for r in results) == 6
     assert len(query(conn, "SELECT * FROM `temporary` WHERE photo2_key IS NOT NULL")) == 6

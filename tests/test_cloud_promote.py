@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cloud_helpers import make_report, query, settings, upload
+from cloud_helpers import make_report, query, run_at_once, upload
 
-from cloud_sync import db, ingest, promote
+from cloud_sync import ingest, promote
 from gotcha_contracts.plate_identity import match_keys
 from gotcha_contracts.rules import DEFAULT_RULES
 
@@ -100,25 +99,8 @@ def test_two_promoters_at_once_promote_each_row_exactly_once(s3, conn, mysql_dat
         reports.append(make_report(device_id=f"dev-{i // 20}", plate=plate,
                                    confirmed_at=t + timedelta(seconds=i)))
     ingest_reports(s3, conn, reports)
-    results, errors = [], []
-    barrier = threading.Barrier(4)
-
-    def worker():
-        own = db.connect(settings(mysql_database))
-        try:
-            barrier.wait()
-            results.append(promote.promote_pending(own, batch_size=3))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            own.close()
-
-    threads = [threading.Thread(target=worker, name=f"promoter-{i}") for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
+    results = run_at_once(mysql_database, 4,
+                          lambda own: promote.promote_pending(own, batch_size=3))
     assert sum(r.final for r in results) == 20
     assert sum(r.duplicate for r in results) == 40
     assert sum(1 for r in results if r.processed) >= 2  # they really shared the work

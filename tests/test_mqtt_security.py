@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from mqtt_helpers import next_matching
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import DeviceConfig, GotchaConfig, MqttConfig
@@ -175,18 +176,13 @@ class Client:
 
     def wait_for(self, leaf: str, match: Callable[[dict[str, Any]], bool],
                  timeout_s: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = self.messages.get(timeout=left)
-            except queue.Empty:
-                break
-            if not msg.topic.endswith("/" + leaf):
-                continue
-            body = json.loads(msg.payload) if msg.payload else {}
-            if match(body):
-                return body
-        raise AssertionError(f"no matching {leaf} message arrived")
+        def wanted(msg: mqtt.MQTTMessage) -> bool:
+            return msg.topic.endswith("/" + leaf) and match(_body(msg))
+
+        msg = next_matching(self.messages, wanted, timeout_s)
+        if msg is None:
+            raise AssertionError(f"no matching {leaf} message arrived")
+        return _body(msg)
 
     def wait_event(self, kind: str, timeout_s: float = 10.0) -> dict[str, Any]:
         return self.wait_for("events", lambda b: b.get("type") == kind, timeout_s)
@@ -317,3 +313,7 @@ def test_bad_tls_files_are_a_config_error(pki: Path, tmp_path: Path) -> None:
     config.mqtt.cert_file = tmp_path / "missing.pem"
     with pytest.raises(ConfigError, match="mqtt TLS files cannot be loaded"):
         MqttTelemetry(config)
+
+
+def _body(msg: mqtt.MQTTMessage) -> dict[str, Any]:
+    return json.loads(msg.payload) if msg.payload else {}

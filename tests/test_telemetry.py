@@ -18,6 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import free_port, need, port_open
+from mqtt_helpers import next_matching
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import DeviceConfig, GotchaConfig, MqttConfig
@@ -42,15 +43,10 @@ class Listener:
 
     def wait_for(self, match: Callable[[mqtt.MQTTMessage], bool],
                  timeout_s: float = 10.0) -> mqtt.MQTTMessage:
-        deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = self.messages.get(timeout=left)
-            except queue.Empty:
-                break
-            if match(msg):
-                return msg
-        raise AssertionError("expected MQTT message did not arrive")
+        msg = next_matching(self.messages, match, timeout_s)
+        if msg is None:
+            raise AssertionError("expected MQTT message did not arrive")
+        return msg
 
     def close(self) -> None:
         self.client.disconnect()

@@ -85,6 +85,15 @@ def _s3(bucket: str | None, endpoint: str | None, region: str | None, need_bucke
                                   endpoint_url=settings.endpoint_url)
 
 
+def _read_event(event_file: Path) -> Any:
+    """The JSON of an event file; exit 2 with one line when it cannot be read."""
+    try:
+        return json.loads(event_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        error(f"cannot read the event file {event_file}: {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+
+
 def _print(result: dict[str, Any], json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
@@ -142,11 +151,7 @@ def ingest(
             if scan:
                 result = ingest_mod.ingest_bucket(s3, conn, s3_settings.bucket or "", prefix)
             else:
-                try:
-                    event = json.loads(event_file.read_text(encoding="utf-8"))
-                except (OSError, ValueError) as exc:
-                    error(f"cannot read the event file {event_file}: {exc}")
-                    raise typer.Exit(EXIT_ERROR) from None
+                event = _read_event(event_file)
                 parse_s3_event(event)  # a file that is not an S3 event: say so, exit 2
                 result = ingest_mod.handle_event(event, conn, s3, raise_on_waiting=False)
                 if not json_out:
@@ -212,11 +217,7 @@ def raw_photos(
             if retry:
                 result = raw.retry_failed(conn, s3, client)
             else:
-                try:
-                    event = json.loads(event_file.read_text(encoding="utf-8"))
-                except (OSError, ValueError) as exc:
-                    error(f"cannot read the event file {event_file}: {exc}")
-                    raise typer.Exit(EXIT_ERROR) from None
+                event = _read_event(event_file)
                 result = raw.handle_event(event, conn, s3, client, raise_on_failure=False)
         finally:
             conn.close()

@@ -173,19 +173,24 @@ def heif_module() -> Any:
     return pillow_heif
 
 
-def _heic_layout(data: bytes, name: str) -> ImageLayout:
+def open_heic(data: bytes, name: str) -> Any:
+    """The HEIF container of ``data`` (pillow-heif), 8-bit; BadInputError when pillow-heif is
+    missing or the file is damaged."""
     heif = heif_module()
     if heif is None:
         raise BadInputError(f"{name}: HEIC photo, but pillow-heif is not installed; "
                             f"{HEIC_HINT}")
     try:
-        image = heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
-        width, height = image.size
-        channels = 4 if image.has_alpha else 3
+        return heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
     except Exception as exc:  # libheif reports damage with its own error types
         raise BadInputError(f"{name}: corrupt HEIC ({exc}); re-export or copy the photo "
                             "again") from exc
-    return ImageLayout(width, height, channels, 1)
+
+
+def _heic_layout(data: bytes, name: str) -> ImageLayout:
+    image = open_heic(data, name)
+    width, height = image.size
+    return ImageLayout(width, height, 4 if image.has_alpha else 3, 1)
 
 
 def check_jpeg_complete(data: bytes, name: str) -> None:

@@ -36,6 +36,7 @@ from edge_agent.io.headers import (
     heif_module,
     image_dimensions,
     image_layout,
+    open_heic,
     sniff_format,
 )
 from edge_agent.io.native_stderr import DAMAGE_LINE, native_stderr
@@ -209,14 +210,10 @@ def _composite_on_white(image: np.ndarray) -> np.ndarray:
 
 
 def _decode_heic(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
-    heif = heif_module()
-    if heif is None:
-        raise BadInputError(f"{name}: HEIC photo, but pillow-heif is not installed; "
-                            f"{HEIC_HINT}")
+    heif_file = open_heic(data, name)
     try:
-        heif_file = heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
         rgb = np.asarray(heif_file.to_pillow().convert("RGB"))
-    except Exception as exc:
+    except Exception as exc:  # libheif reports damage with its own error types
         raise BadInputError(f"{name}: corrupt HEIC ({exc}); re-export or copy the photo "
                             "again") from exc
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), heif_file.info.get("exif")
