@@ -22,9 +22,8 @@ from test_telemetry import Listener, body, forget_device, is_status
 
 from edge_agent.config import GotchaConfig, load_config
 from edge_agent.demo import DEMO_PLATE, write_demo_photos
-from edge_agent.errors import ConfigError, ModelError
+from edge_agent.errors import ModelError
 from edge_agent.inference.catalog import load_catalog
-from edge_agent.reload import plan_reload
 from edge_agent.run_settings import RunnerSettings
 from edge_agent.runner import DeviceRunner
 from gotcha_contracts.manifest import validate_manifest
@@ -218,7 +217,6 @@ def test_dead_broker_still_confirms_and_uploads(
     assert runner.error is None
 
 
-
 def test_no_network_reports_wait_in_the_outbox_until_s3_is_back(
         tmp_path: Path, models_dir: Path, demo_photos: list[Path], moto_s3: Any,
         runners: list[DeviceRunner]) -> None:
@@ -273,32 +271,6 @@ def test_missing_model_stops_the_start_with_a_clear_error(tmp_path: Path) -> Non
                 ("gotcha-capture", "gotcha-upload", "gotcha-maintenance")]
     assert not (tmp_path / "g.db").exists(), "nothing is opened before the models load"
     runner.close()  # closing a runner that never started is harmless
-
-
-@pytest.mark.parametrize("settings, message", [
-    ({}, "exactly one"),
-    ({"watch_dir": Path("a"), "camera": 0}, "exactly one"),
-    ({"watch_dir": Path("a"), "upload_every_s": 0}, "upload_every_s"),
-    ({"camera": "rtsp://cam/1", "frame_interval_s": -1}, "frame_interval_s"),
-])
-def test_settings_are_checked(settings: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        RunnerSettings(**settings)
-
-
-def test_reload_plan_splits_runtime_changes_from_restart_ones() -> None:
-    running = GotchaConfig()
-    new = running.model_copy(deep=True)
-    new.rules.min_interval_s = {"hydrant": 90.0}
-    new.upload.backoff_max_s = 10.0
-    new.device.zone = "hydrant"
-    new.models.plate_reader = "ppocrv4-rec"
-    new.mqtt.port = 1884
-    plan = plan_reload(running, new)
-    assert plan.applied == ("device.zone", "rules.min_interval_s", "upload.backoff_max_s")
-    assert plan.needs_restart == ("models.plate_reader", "mqtt.port")
-    assert plan_reload(running, running.model_copy(deep=True)).to_dict() == {
-        "applied": [], "needs_restart": []}
 
 
 def test_moved_vehicle_expires_its_candidate_and_says_so(
@@ -417,23 +389,3 @@ def test_gotcha_run_stops_cleanly_on_sigterm(tmp_path: Path, models_dir: Path,
             proc.wait(10)
         listener.close()
         forget_device(host, port, device)
-
-
-def test_device_stats_median_latency_and_counters() -> None:
-    from edge_agent.device_stats import LATENCY_WINDOW, DeviceStats
-
-    stats = DeviceStats()
-    assert stats.snapshot()["model_latency_ms"] == {"median": {}, "photos": 0}
-    for total in (10.0, 30.0, 20.0):
-        stats.timings({"total": total, "vehicle": total / 2, "decode": 1.0})
-    stats.add("confirmed")
-    stats.outbox(3, "open")
-    snap = stats.snapshot()
-    assert snap["model_latency_ms"]["median"] == {"total": 20.0, "vehicle": 10.0}
-    assert snap["confirmed"] == 1 and snap["outbox_depth"] == 3
-    assert snap["upload_breaker"] == "open"
-    for _ in range(LATENCY_WINDOW):
-        stats.timings({"total": 5.0})
-    assert stats.snapshot()["model_latency_ms"]["median"]["total"] == 5.0  # a moving window
-    with pytest.raises(KeyError, match="unknown counter"):
-        stats.add("photos")
