@@ -136,8 +136,11 @@ class PlateRead:
 
     @property
     def confidence(self) -> float:
-        """Weakest character decides: one unreadable digit makes the whole plate doubtful."""
-        return min(self.char_confidences) if self.char_confidences else 0.0
+        """Weakest part decides: one unreadable digit makes the whole plate doubtful. Every
+        token the reader gave counts, also one the grammar dropped (a stray mark read between
+        the digits): a read with a doubtful part is a doubtful read."""
+        values = (*self.char_confidences, *self.token_confidences)
+        return min(values) if values else 0.0
 
 
 @dataclass(frozen=True, slots=True)
