@@ -167,5 +167,7 @@ def run_at_once(database: dict[str, Any], count: int,
     for thread in threads:
         thread.join(timeout=timeout_s)
     assert not errors, errors
+    assert not [t.name for t in threads if t.is_alive()], "a worker hung"
+    assert len(results) == count
     return results
 

@@ -117,14 +117,14 @@ def test_limits_from_the_environment():
 
 SURE = (0.95,) * 7
 UNSURE_LAST = (0.95,) * 6 + (0.3,)
-CASES = [  # first report's plate and confidences, second's
-    ("12가3456", SURE, "12가3458", UNSURE_LAST),  # one unsure against a sure one: same
-    ("12가3458", UNSURE_LAST, "12가3456", SURE),  # the same, the unsure one first
-    ("12가3456", SURE, "12가3458", SURE),  # two confident different reads: two plates
-    ("12가3456", UNSURE_LAST, "12가3458", UNSURE_LAST),  # both unsure: no read to trust
-    ("12가3456", SURE, "12가3478", (0.3,) * 7),  # two characters apart
-    ("12가3456", SURE, "123가3456", (0.3,) * 8),  # different lengths
-    ("12가3456", SURE, "12가3456", UNSURE_LAST),  # equal reads
+CASES = [  # first report's plate and confidences, second's, and the lifecycle's answer
+    ("12가3456", SURE, "12가3458", UNSURE_LAST, True),  # one unsure against a sure one: same
+    ("12가3458", UNSURE_LAST, "12가3456", SURE, True),  # the same, the unsure one first
+    ("12가3456", SURE, "12가3458", SURE, False),  # two confident different reads: two plates
+    ("12가3456", UNSURE_LAST, "12가3458", UNSURE_LAST, False),  # both unsure: nothing to trust
+    ("12가3456", SURE, "12가3478", (0.3,) * 7, False),  # two characters apart
+    ("12가3456", SURE, "123가3456", (0.3,) * 8, False),  # different lengths
+    ("12가3456", SURE, "12가3456", UNSURE_LAST, True),  # equal reads
 ]
 
 
@@ -137,9 +137,9 @@ def _device_says_same(a, a_confs, b, b_confs) -> bool:
                           HIGH_CHAR_CONFIDENCE) is not None
 
 
-@pytest.mark.parametrize(("a", "a_confs", "b", "b_confs"), CASES)
+@pytest.mark.parametrize(("a", "a_confs", "b", "b_confs", "same"), CASES)
 def test_device_and_cloud_agree_on_plates_one_character_apart(s3, conn, a, a_confs, b,
-                                                              b_confs):
+                                                              b_confs, same):
     t = datetime.now(UTC) - timedelta(hours=2)
     first = make_report(device_id="dev-a", plate=a, char_confidences=list(a_confs),
                         confirmed_at=t)
@@ -150,7 +150,8 @@ def test_device_and_cloud_agree_on_plates_one_character_apart(s3, conn, a, a_con
     rows = promoted(s3, conn, second)
     assert rows[first.report_id]["status"] == "final"
     cloud_says_same = rows[second.report_id]["status"] == "duplicate"
-    assert cloud_says_same == _device_says_same(a, a_confs, b, b_confs)
+    assert cloud_says_same is same  # the docstring's answer, not the code's
+    assert _device_says_same(a, a_confs, b, b_confs) is same
     if cloud_says_same:
         assert rows[second.report_id]["final_id"] == rows[first.report_id]["final_id"]
         [final] = query(conn, "SELECT plate, duplicate_count FROM final")

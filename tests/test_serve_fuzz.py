@@ -13,17 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, Phase, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     status_code_conformance,
 )
-from serve_helpers import KEY, service_config  # noqa: E402
+from serve_helpers import KEY, service_config
 
-from edge_agent.service.server import ServiceServer, create_server  # noqa: E402
+from edge_agent.service.server import ServiceServer, create_server
 
 REPO = Path(__file__).resolve().parent.parent
 schema = schemathesis.openapi.from_dict(
