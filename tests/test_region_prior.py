@@ -13,6 +13,7 @@ from edge_agent.config import load_config
 from edge_agent.errors import ModelError
 from edge_agent.evaluation.plates import evaluate_readers, load_labelled_crops
 from edge_agent.inference.catalog import BUNDLED_DIR, load_catalog
+from edge_agent.plates.looks import Look
 from edge_agent.plates.reader import KoreanPlateReader
 from edge_agent.plates.region_prior import REGISTERED_MILLIONS, RegionPrior
 from gotcha_contracts.plate_grammar import REGIONS
@@ -70,3 +71,20 @@ def test_real_regional_plates_read_better_with_the_prior() -> None:
     assert prior.exact > plain.exact, (prior.misreads, plain.misreads)
     missed = {m["file"] for m in prior.misreads}
     assert missed <= {m["file"] for m in plain.misreads}, (prior.misreads, plain.misreads)
+
+
+def test_the_prior_chooses_a_region_but_never_makes_it_surer_than_the_model() -> None:
+    """세종 0.6 and 경기 0.3 in the model's own frame: the prior reads 경기, at about 0.85 in
+    its weighed frame, but the read keeps the model's 0.3, so it is no evidence."""
+    config = load_config(None)
+    reader = KoreanPlateReader.from_spec(OURS, OURS.resolve(config.models.dir), config)
+    charset = reader.recogniser.charset
+    raw = np.zeros((2, len(charset)), np.float32)
+    raw[0, [charset.index("세종"), charset.index("경기"), charset.index("1")]] = [0.6, 0.3, 0.1]
+    raw[1, charset.index("1")] = 1.0
+    weighed = reader.prior.apply(raw)
+    assert charset[int(weighed[0].argmax())] == "경기" and weighed[0].max() > 0.8
+    look = Look(weighed, reader.recogniser.decode(weighed), raw)
+    read = reader._model_confidences(look)
+    assert read.tokens == ("경기", "1")
+    assert read.confidences[0] == pytest.approx(0.3) and read.confidences[1] == 1.0

@@ -30,6 +30,7 @@ class Look:
 
     probs: np.ndarray
     read: TokenRead
+    raw: np.ndarray | None = None  # the frames before the region prior, when one was applied
 
     @cached_property
     def plate(self) -> ParsedPlate | None:
@@ -66,7 +67,7 @@ class Look:
             count += 1
         if spelled != self.region:  # the region does not end on a token boundary
             return self
-        return Look(self.probs, TokenRead(tokens[count:], confs[count:]))
+        return Look(self.probs, TokenRead(tokens[count:], confs[count:]), self.raw)
 
 
 def doubtful(found: list[Look], sure_read: float) -> bool:

@@ -95,14 +95,14 @@ class KoreanPlateReader:
         if self.options.region_check:
             settled = [drop_ev_region(crop, look) for crop, look in zip(crops, settled,
                                                                          strict=True)]
-        return [look.read for look in settled]
+        return [self._model_confidences(look) for look in settled]
 
     # ------------------------------------------------------------------ the looks
     def _look_whole(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, list[list[Look]]]:
         """The first look: every crop whole; its frames and one look per crop."""
         width = self.recogniser.batch_width(crops)
-        probs = self._frames([self.recogniser.prepare(c, width) for c in crops])
-        return probs, [[self._look(p)] for p in probs]
+        probs, raw = self._frames([self.recogniser.prepare(c, width) for c in crops])
+        return probs, [[self._look(p, r)] for p, r in zip(probs, raw, strict=True)]
 
     def _look_closer(self, crops: Sequence[np.ndarray], probs: np.ndarray,
                      looks: list[list[Look]]) -> None:
@@ -141,19 +141,36 @@ class KoreanPlateReader:
         rec = self.recogniser
         inputs = list(views.values()) if prepared else [rec.prepare(v, rec.width)
                                                         for v in views.values()]
-        probs = self._frames(inputs)
-        for i, p in zip(views, probs, strict=True):
-            looks[i].append(self._look(p))
+        probs, raw = self._frames(inputs)
+        for i, p, r in zip(views, probs, raw, strict=True):
+            looks[i].append(self._look(p, r))
         return dict(zip(views, probs, strict=True))
 
-    def _frames(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+    def _frames(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """[N, T, C] probabilities of prepared inputs, region names weighed by the fleet prior
-        when it is on (the model saw every region equally often; plates.region_prior)."""
-        probs = self.recogniser.infer(np.stack(inputs), len(inputs))
-        return self.prior.apply(probs) if self.prior is not None else probs
+        when it is on (the model saw every region equally often; plates.region_prior), and
+        the model's own probabilities."""
+        raw = self.recogniser.infer(np.stack(inputs), len(inputs))
+        return (self.prior.apply(raw) if self.prior is not None else raw), raw
 
-    def _look(self, probs: np.ndarray) -> Look:
-        return Look(probs, self.recogniser.decode(probs))
+    def _look(self, probs: np.ndarray, raw: np.ndarray) -> Look:
+        return Look(probs, self.recogniser.decode(probs), raw)
+
+    def _model_confidences(self, look: Look) -> TokenRead:
+        """The read with no region name surer than the model itself was of it.
+
+        Why: the fleet prior may choose the region (경기 over a 세종 the model preferred), but
+        the mass it moves is knowledge about fleets, not about this plate; a region the model
+        gave 0.3 must not become evidence, nor "sure" in the one-character-off rule, at 0.85.
+        """
+        if self.prior is None or look.raw is None:
+            return look.read
+        confs = list(look.read.confidences)
+        charset = self.recogniser.charset
+        for k, token in enumerate(look.read.tokens):
+            if token in self.prior.names:
+                confs[k] = min(confs[k], float(look.raw[:, charset.index(token)].max()))
+        return TokenRead(look.read.tokens, tuple(confs))
 
     def _doubtful(self, found: list[Look]) -> bool:
         return doubtful(found, self.options.sure_read)
@@ -193,7 +210,7 @@ class KoreanPlateReader:
         read = TokenRead(tuple(tokens), tuple(confs))
         if read.text != look.read.text:
             log.debug("plate read: greedy %r -> grammatical %r", look.read.text, read.text)
-        return Look(look.probs, read)
+        return Look(look.probs, read, look.raw)
 
 
 def _sure_read(config: object | None) -> float:

@@ -33,6 +33,7 @@ class RegionPrior:
 
     def __init__(self, charset: Sequence[str]) -> None:
         present = [name for name in REGIONS if name in charset]
+        self.names = frozenset(present)
         self.index = np.array([charset.index(name) for name in present], dtype=np.intp)
         fleet = np.array([REGISTERED_MILLIONS[name] for name in present])
         # trained uniformly over the regions present, so the ratio is the fleet share x count
