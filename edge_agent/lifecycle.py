@@ -38,6 +38,7 @@ Choices (documented in the report of issue 4):
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -108,9 +109,12 @@ def plate_char_confidences(s: Sighting) -> list[float]:
     """Per-character confidence of the normalised plate, as stored with the sighting.
 
     A row recorded before sightings stored one confidence per character (it has one per
-    recogniser token, and a region name is one token) gives every character the weakest.
+    recogniser token, and a region name is one token) gives every character the weakest, and
+    so does a read the grammar repaired (its raw text is not the plate): a value that cannot
+    be placed on a character with certainty must not make that character look sure.
     """
-    if len(s.char_confidences) == len(s.plate):
+    if (len(s.char_confidences) == len(s.plate)
+            and unicodedata.normalize("NFC", s.plate_raw) == s.plate):
         return list(s.char_confidences)
     return [s.plate_confidence] * len(s.plate)
 

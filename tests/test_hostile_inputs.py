@@ -226,3 +226,15 @@ def test_gotcha_process_with_a_fifo_and_a_forged_name(tmp_path: Path, photo_byte
     assert not any(line.startswith("OK:") for line in lines + done.stderr.splitlines())
     assert lines[0].startswith("good.jpg  4000x2252")
     assert lines[-1] == "1 of 3 photos processed, 2 failed"
+
+
+@pytest.mark.parametrize(("line", "damage"), [
+    ("Corrupt JPEG data: 2 extraneous bytes before marker 0xda", False),
+    ("Corrupt JPEG data: premature end of data segment", True),
+    ("Premature end of JPEG file", True),
+])
+def test_stray_bytes_before_a_marker_are_no_damage(line: str, damage: bool) -> None:
+    """Some cameras write a few stray bytes before a marker; the picture is whole."""
+    from edge_agent.io.native_stderr import DAMAGE_LINE
+
+    assert bool(DAMAGE_LINE.match(line)) is damage

@@ -317,3 +317,12 @@ def test_bad_tls_files_are_a_config_error(pki: Path, tmp_path: Path) -> None:
 
 def _body(msg: mqtt.MQTTMessage) -> dict[str, Any]:
     return json.loads(msg.payload) if msg.payload else {}
+
+
+@pytest.mark.parametrize("payload", [b"[" * 100_000, b'{"command": "x", "a": 1' + b"0" * 5000
+                                     + b"}", b"x" * 10_000])
+def test_a_hostile_command_payload_is_ignored_not_fatal(payload: bytes) -> None:
+    """Parsing runs in paho's network thread: an exception there would end telemetry."""
+    from edge_agent.telemetry.mqtt import MqttTelemetry
+
+    assert MqttTelemetry._parse_command(payload) is None

@@ -61,3 +61,10 @@ def test_a_plate_read_is_checked_when_built() -> None:
     with pytest.raises(ValueError, match="one confidence per token"):
         PlateRead(raw_text="12", char_confidences=(0.9, 0.9), tokens=("1", "2"),
                   token_confidences=(0.9,))
+
+
+def test_a_plate_character_found_only_further_on_borrows_nothing() -> None:
+    """A full-width first digit (unsure) must not take the sure confidence of the later 1."""
+    tokens = ("１", "2", "가", "3", "4", "5", "1")
+    confs = (0.3, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95)
+    assert plate_char_confidences(tokens, confs, "12가3451") == (0.3,) * 7

