@@ -34,6 +34,7 @@ from typing import Any
 import pymysql.cursors
 
 from cloud_sync import db
+from cloud_sync.decide import MAX_REASON, ROW_ERRORS
 from cloud_sync.promote import find_duplicate
 from gotcha_contracts.plate_grammar import parse_plate
 from gotcha_contracts.plate_identity import same_plate
@@ -83,7 +84,7 @@ class PairingResult:
 
 def scene_score(a: list[float] | None, b: list[float] | None) -> float | None:
     """Scene-match score in [0, 1] of two stored embeddings; None when they cannot be compared."""
-    if not a or not b or len(a) != len(b):
+    if not (_numbers(a) and _numbers(b)) or len(a) != len(b):  # type: ignore[arg-type]
         return None
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
@@ -91,6 +92,13 @@ def scene_score(a: list[float] | None, b: list[float] | None) -> float | None:
         return None
     z = (dot / norm - EMBEDDING_MID) / EMBEDDING_SCALE
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def _numbers(values: object) -> bool:
+    """A non-empty list of finite numbers (what a stored embedding must be to be compared)."""
+    return (isinstance(values, list) and bool(values)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in values))
 
 
 def _doc(row: dict[str, Any]) -> dict[str, Any]:
@@ -172,21 +180,32 @@ def _pass(cur: Cursor, rules: Rules, batch_size: int, now: datetime | None,
     for first in rows:
         if first["id"] in done:
             continue
-        cur.execute(PARTNERS_SQL, (first["device_id"], first["confirmed_at"],
-                                   first["confirmed_at"] + window, first["id"]))
-        for second in cur.fetchall():
-            if second["id"] in done or (second["confirmed_at"], second["id"]) < (
-                    first["confirmed_at"], first["id"]):
-                continue
-            reasons, pair = judge(first, second, rules)
-            if not reasons:
-                _store_pair(cur, first, second, pair, now)
-                done |= {first["id"], second["id"]}
-                result.paired += 1
-                break
-        else:
-            _alone(cur, first, rules, now, result)
+        try:
+            _pair_or_wait(cur, first, rules, window, now, done, result)
+        except ROW_ERRORS as exc:  # one unusable sighting is set aside; the others go on
+            reason = f"could not pair this sighting: {type(exc).__name__}: {exc}"[:MAX_REASON]
+            cur.execute("UPDATE `temporary` SET status = 'rejected', reason = %s, "
+                        "processed_at = %s WHERE id = %s", (reason, db.db_time(now), first["id"]))
             done.add(first["id"])
+
+
+def _pair_or_wait(cur: Cursor, first: dict[str, Any], rules: Rules, window: timedelta,
+                  now: datetime, done: set[int], result: PairingResult) -> None:
+    """Pair ``first`` with its earliest partner that meets the rules, or leave it alone."""
+    cur.execute(PARTNERS_SQL, (first["device_id"], first["confirmed_at"],
+                               first["confirmed_at"] + window, first["id"]))
+    for second in cur.fetchall():
+        if second["id"] in done or (second["confirmed_at"], second["id"]) < (
+                first["confirmed_at"], first["id"]):
+            continue
+        reasons, pair = judge(first, second, rules)
+        if not reasons:
+            _store_pair(cur, first, second, pair, now)
+            done |= {first["id"], second["id"]}
+            result.paired += 1
+            return
+    _alone(cur, first, rules, now, result)
+    done.add(first["id"])
 
 
 def _alone(cur: Cursor, row: dict[str, Any], rules: Rules, now: datetime,

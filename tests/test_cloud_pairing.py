@@ -108,3 +108,17 @@ def test_two_promoters_pair_once(conn, mysql_database):
                           lambda own: pairing.pair_sightings(own, lock_wait_s=30), 60)
     assert sum(r.paired for r in results) == 6
     assert len(query(conn, "SELECT * FROM `temporary` WHERE photo2_key IS NOT NULL")) == 6
+
+
+def test_a_sighting_with_a_garbage_embedding_blocks_no_one(conn):
+    """A stored embedding that is no list of numbers cannot be compared: that pair is not
+    made, and the promoter's other sightings still pair (before, every run raised)."""
+    bad = _sighting(conn, plate="34나5678", scene=["x", 1])
+    bad_partner = _sighting(conn, plate="34나5678", at=NOW - timedelta(minutes=34),
+                            scene=[1.0, 2.0])
+    a = _sighting(conn)
+    b = _sighting(conn, at=NOW - timedelta(minutes=34))
+    assert pairing.pair_sightings(conn).paired == 1
+    statuses = _statuses(conn)
+    assert statuses[a] == statuses[b] == "paired"
+    assert statuses[bad] != "paired" and statuses[bad_partner] != "paired"
