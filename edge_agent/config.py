@@ -351,7 +351,8 @@ def _describe(error: ValidationError, origin: str) -> str:
     shown = repr(value) if not isinstance(value, dict) else "(section)"
     loc = [str(p) for p in first["loc"]]
     field = _field(loc[0], loc[1]) if len(loc) >= 2 else None
-    if field is not None and (field.json_schema_extra or {}).get("secret"):
+    if field is not None and ((field.json_schema_extra or {}).get("secret")
+                              or "SecretStr" in str(field.annotation)):
         shown = "(secret, not shown)"
     return f"{origin}: bad value for '{key}': {shown} ({first['msg']})"
 

@@ -132,3 +132,10 @@ def test_mqtt_tls_files_need_tls_and_come_in_pairs(tmp_path: Path) -> None:
     path.write_text('[mqtt]\ntls = true\ncert_file = "c.pem"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="must be set together"):
         load_config(path, environ={})
+
+
+@pytest.mark.parametrize("value", ["sup3r-secret-key", '"sup3r-secret-key"'])
+def test_a_malformed_api_key_list_is_refused_without_echoing_it(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={"GOTCHA_SERVICE__API_KEYS": value})
+    assert "sup3r" not in str(info.value) and "service.api_keys" in str(info.value)
