@@ -143,6 +143,8 @@ def test_recover_rebuilds_from_manifests_and_photos_and_deletes_nothing(
     photos_before = _photo_tree(folder / "photos")
     with Store.open(config.store) as store:
         uploaded = store.list_reports("uploaded")[0]
+        before = [(s.location, s.char_confidences) for s in store.report_sightings(
+            uploaded.report_id)]
     if damage == "emptied":
         (folder / "g.db").write_bytes(b"")
     else:
@@ -160,6 +162,12 @@ def test_recover_rebuilds_from_manifests_and_photos_and_deletes_nothing(
         assert (rebuilt.report_id, rebuilt.state, rebuilt.plate) == (
             uploaded.report_id, "uploaded", "12가3456")
         assert store.outbox_item(rebuilt.report_id).state == "done"  # type: ignore[union-attr]
+        # each photo's own place and the plate's per-character confidences, as uploaded
+        after = [(s.location, s.char_confidences) for s in store.report_sightings(
+            rebuilt.report_id)]
+        assert [(loc.lat, loc.lon) for loc, _ in after] == [  # type: ignore[union-attr]
+            (loc.lat, loc.lon) for loc, _ in before]  # type: ignore[union-attr]
+        assert [c for _, c in after] == [c for _, c in before]
         pinned = store.db.execute("SELECT COUNT(*), SUM(bytes) FROM photos WHERE pinned = 1"
                                   ).fetchone()
         assert pinned[0] == 3 and store.photo_bytes() >= pinned[1]  # inside the storage cap

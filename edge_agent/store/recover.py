@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,7 +101,9 @@ def _insert_manifest(store: Store, m: Manifest, now: str) -> int:
     db = store.db
     on_disk = 0
     sighting_ids = []
+    char_confidences = list(m.plate_char_confidences or [m.plate_confidence] * len(m.plate))
     for role, photo in zip(("first", "confirming"), m.photos, strict=True):
+        where = photo.location or m.location  # schema 2 names each photo's own place
         present = store.photos.verify(photo.sha256)
         on_disk += present
         size = store.photos.path(photo.sha256).stat().st_size if present else EVICTED_SIZE_UNKNOWN
@@ -115,21 +118,22 @@ def _insert_manifest(store: Store, m: Manifest, now: str) -> int:
             "created_at) VALUES (?, ?, ?, ?, 'recovered', ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL,"
             " ?, 'rebuilt from its uploaded manifest', ?)",
             (m.device_id, photo.sha256, to_iso(photo.captured_at), photo.captured_at.timestamp(),
-             m.location.lat, m.location.lon, m.location.accuracy_m, m.plate, m.plate,
-             m.plate_confidence, json.dumps([m.plate_confidence] * len(m.plate)),
+             where.lat, where.lon, where.accuracy_m, m.plate, m.plate,
+             m.plate_confidence, json.dumps(char_confidences),
              json.dumps(list(photo.vehicle_box)) if photo.vehicle_box else None,
              json.dumps(list(photo.plate_box)), role, now))
         sighting_ids.append(int(cursor.lastrowid))
     db.execute(
         "INSERT INTO reports (report_id, device_id, plate, zone, state, lat, lon, "
         "first_sighting_id, confirming_sighting_id, first_seen_at, first_seen_ts, confirmed_at, "
-        "expires_at, expires_ts, scene_score, scene_reason, models, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, 'uploaded', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-        "'rebuilt from its uploaded manifest', ?, ?, ?)",
+        "expires_at, expires_ts, scene_score, scene_reason, distance_m, models, created_at, "
+        "updated_at) VALUES (?, ?, ?, ?, 'uploaded', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "'rebuilt from its uploaded manifest', ?, ?, ?, ?)",
         (m.report_id, m.device_id, m.plate, m.zone, m.location.lat, m.location.lon,
          sighting_ids[0], sighting_ids[1], to_iso(m.first_seen_at), m.first_seen_at.timestamp(),
          to_iso(m.confirmed_at), to_iso(m.confirmed_at), m.confirmed_at.timestamp(),
-         m.scene_score, json.dumps(dict(m.models)), now, now))
+         m.scene_score, m.distance_m if m.distance_m is not None else m.photo_distance_m,
+         json.dumps(dict(m.models)), now, now))
     db.execute("UPDATE sightings SET report_id = ? WHERE id IN (?, ?)",
                (m.report_id, *sighting_ids))
     db.execute("INSERT INTO outbox (report_id, state, attempts, next_attempt_at, created_at, "
@@ -152,8 +156,12 @@ def _rebuild_from_manifests(store: Store, manifests: list[Path], device_id: str,
         if store.db.execute("SELECT 1 FROM reports WHERE report_id = ?",
                             (manifest.report_id,)).fetchone():
             continue  # the same manifest in two folders
-        with store.transaction():
-            photos += _insert_manifest(store, manifest, now)
+        try:
+            with store.transaction():
+                photos += _insert_manifest(store, manifest, now)
+        except sqlite3.IntegrityError as exc:  # a photo already named by another report's row
+            skipped.append(f"{path}: does not fit the rebuilt store ({exc})")
+            continue
         rebuilt += 1
     return rebuilt, photos, skipped
 
