@@ -61,10 +61,10 @@ PARTNERS_SQL = (f"SELECT {COLUMNS} FROM `temporary` FORCE INDEX (temporary_devic
                 "AND id <> %s ORDER BY confirmed_at, id FOR UPDATE")
 INSERT_PAIR_SQL = (
     "INSERT INTO `temporary` (report_id, source, status, device_id, plate, plate_confidence, "
-    "plate_use, zone, lat, lon, accuracy_m, first_seen_at, confirmed_at, scene_score, "
-    "photo_distance_m, bucket, manifest_key, manifest_sha256, photo1_key, photo1_sha256, "
-    "photo2_key, photo2_sha256, manifest, received_at) VALUES (%s, 'raw', 'pending', %s, %s, "
-    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "plate_char_confidences, plate_use, zone, lat, lon, accuracy_m, first_seen_at, confirmed_at, "
+    "scene_score, photo_distance_m, bucket, manifest_key, manifest_sha256, photo1_key, "
+    "photo1_sha256, photo2_key, photo2_sha256, manifest, received_at) "
+    "VALUES (%s, 'raw', 'pending', " + ", ".join(["%s"] * 22) + ") "
     "ON DUPLICATE KEY UPDATE id = id")
 
 
@@ -247,8 +247,13 @@ def _store_pair(cur: Cursor, first: dict[str, Any], second: dict[str, Any],
                        "captured_at": _utc(r["confirmed_at"]).isoformat(),
                        "lat": r["lat"], "lon": r["lon"]} for r in (first, second)]}
     body = json.dumps(doc, ensure_ascii=False, sort_keys=True)
+    # per character, the weakest of the reads that gave the kept plate (as a device report)
+    reads = [_line_up(r["plate"], _doc(r).get("char_confidences")) for r in (first, second)
+             if r["plate"] == pair["plate"]]
+    confidences = [min(column) for column in zip(*reads, strict=True)]
     cur.execute(INSERT_PAIR_SQL, (
-        report_id, first["device_id"], pair["plate"], source["plate_confidence"],
+        report_id, first["device_id"], pair["plate"],
+        min([source["plate_confidence"], *confidences]), json.dumps(confidences),
         parsed.use if parsed else None, first["zone"], first["lat"], first["lon"],
         first["accuracy_m"], first["confirmed_at"], second["confirmed_at"], pair["scene_score"],
         pair["distance_m"], first["bucket"], second["manifest_key"],
