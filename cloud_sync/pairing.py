@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 Cursor = pymysql.cursors.DictCursor
 LOCK_NAME = "gotcha_raw_pairing"
-ONE_CHAR_UNSURE, ONE_CHAR_SURE = 0.6, 0.8  # the device's [plates] one_char_unsure/_sure defaults
 PAIR_NAMESPACE = uuid.UUID("0d5c3f4e-8b21-4f6a-9c0e-2a7b91d4e6f3")
 PAIR_SCHEMA = "gotcha.raw-pair/1"
 # Scene score from the cosine of the two masked-scene embeddings: a logistic centred where the
@@ -117,8 +116,7 @@ def judge_identity(a: str, a_confs: Any, b: str, b_confs: Any) -> tuple[str, str
     """The device's plate identity (gotcha_contracts.plate_identity) on two sightings' stored
     per-character confidences; a list that does not line up with its plate counts as unsure
     everywhere."""
-    return same_plate(a, _line_up(a, a_confs), b, _line_up(b, b_confs),
-                      ONE_CHAR_UNSURE, ONE_CHAR_SURE)
+    return same_plate(a, _line_up(a, a_confs), b, _line_up(b, b_confs))
 
 
 def _line_up(plate: str, confs: Any) -> list[float]:

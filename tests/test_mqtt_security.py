@@ -306,6 +306,10 @@ def test_nonce_cache_and_window() -> None:
     with pytest.raises(Exception, match="nonce must be"):
         verifier.verify(json.loads(sign_command(KEY, COMMANDS, "sync_now", 1061.0,
                                                 nonce="short")))
+    # a time of NaN is never inside the window (it compares false with everything)
+    with pytest.raises(Exception, match="window"):
+        verifier.verify(json.loads(sign_command(KEY, COMMANDS, "sync_now", float("nan"),
+                                                nonce="m" * 16)))
 
 
 def test_bad_tls_files_are_a_config_error(pki: Path, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import threading
 import time
@@ -79,7 +80,7 @@ class CommandVerifier:
         if not hmac.compare_digest(sig, signature(self._key, self._topic, body)):
             raise CommandRejected("bad signature")
         now = self._clock()
-        if abs(now - float(ts)) > self._window_s:
+        if not math.isfinite(float(ts)) or abs(now - float(ts)) > self._window_s:
             raise CommandRejected(f"outside the {self._window_s:.0f} s window "
                                   f"({now - float(ts):+.0f} s old)")
         with self._lock:
