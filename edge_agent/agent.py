@@ -18,6 +18,7 @@ from edge_agent.config import GotchaConfig
 from edge_agent.detections import Detections
 from edge_agent.errors import ConfigError, ModelMissingError
 from edge_agent.lifecycle import Decision, Lifecycle, SceneVerdict
+from edge_agent.plates.evidence import evidence_plates
 from edge_agent.results import Box, PlateDetection
 from edge_agent.store.records import Sighting
 from edge_agent.store.store import Clock, Store, utc_now
@@ -125,26 +126,9 @@ class Agent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _evidence_plates(self, result: PhotoResult) -> list[PlateDetection]:
-        """Grammar-valid reads sure enough to be evidence. Why a confidence floor: decoding
-        constrained by the grammar always yields a well-formed plate, even from a blurred one,
-        so well-formed alone is no proof the plate was read."""
-        floor = self.config.plates.evidence_floor
-        plates = []
-        for plate in result.plates:
-            read = plate.read
-            if read is None or not read.valid or not read.text:
-                continue
-            if read.confidence < floor:
-                log.info("%s: %s not recorded: read confidence %.2f < %.2f",
-                         result.photo_meta.source_id, read.text, read.confidence, floor)
-                continue
-            plates.append(plate)
-        return plates
-
     def handle(self, photo: Photo, result: PhotoResult) -> list[Decision]:
         """Record every grammar-valid plate of one processed photo; one decision per plate."""
-        plates = sorted(self._evidence_plates(result), key=lambda p: -p.read.confidence)  # type: ignore[union-attr]
+        plates = evidence_plates(result, self.config.plates.evidence_floor)
         if not plates:
             return []
         self.store.evict(incoming_bytes=len(photo.data))
@@ -152,12 +136,8 @@ class Agent:
         meta = photo.meta
         signatures: dict[tuple[float, ...], bytes] = {}
         decisions = []
-        seen: set[str] = set()
         for plate in plates:
             assert plate.read is not None and plate.read.text is not None
-            if plate.read.text in seen:  # the same plate twice in one photo: keep the surest
-                continue
-            seen.add(plate.read.text)
             vbox = vehicle_box_for(plate, result.vehicles, photo.size)
             key = tuple(vbox.as_list())
             if key not in signatures:

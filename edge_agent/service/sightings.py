@@ -10,25 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_agent.results import PhotoResult, PlateDetection
+from edge_agent.plates.evidence import evidence_plates
+from edge_agent.results import PhotoResult
 
 EMBEDDING_DIGITS = 5
-
-
-def evidence_plates(result: PhotoResult, floor: float) -> list[PlateDetection]:
-    """Grammar-valid reads whose weakest character reaches ``floor``, surest first, one per
-    plate text (the same plate twice in one photo keeps its surest read)."""
-    plates = [p for p in result.plates if p.read is not None and p.read.valid and p.read.text
-              and p.read.confidence >= floor]
-    plates.sort(key=lambda p: -p.read.confidence)  # type: ignore[union-attr]
-    seen: set[str] = set()
-    unique = []
-    for plate in plates:
-        assert plate.read is not None and plate.read.text is not None
-        if plate.read.text not in seen:
-            seen.add(plate.read.text)
-            unique.append(plate)
-    return unique
 
 
 def _rounded(vector: Any) -> list[float] | None:
