@@ -30,7 +30,7 @@ from typing import Any
 
 from cloud_sync import db, ingest
 from cloud_sync.errors import PhotoRefusedError, ServiceUnavailableError
-from cloud_sync.events import S3ObjectEvent, parse_s3_event
+from cloud_sync.events import S3ObjectEvent, split_s3_event
 from cloud_sync.exif import RawExif, read_raw_exif
 from cloud_sync.service_client import ServiceClient
 from gotcha_contracts.plate_grammar import parse_plate
@@ -68,7 +68,10 @@ def handle_event(event: object, conn: db.Connection, s3: Any, client: ServiceCli
     Raises ServiceUnavailableError after every record is done (and recorded) if the service
     could not be reached for any of them, so Lambda retries the event.
     """
-    outcomes = [process_object(obj, conn, s3, client) for obj in parse_s3_event(event)]
+    objects, bad = split_s3_event(event)
+    outcomes = [RawOutcome("rejected", r.key, r.detail)
+                for r in (ingest._reject_record(conn, record) for record in bad)]
+    outcomes += [process_object(obj, conn, s3, client) for obj in objects]
     counts = Counter(o.status for o in outcomes)
     summary = {"records": len(outcomes), **{k: counts.get(k, 0) for k in OUTCOMES},
                "sightings": sum(o.sightings for o in outcomes),
@@ -114,7 +117,13 @@ def process_object(obj: S3ObjectEvent, conn: db.Connection, s3: Any, client: Ser
         log.warning("s3://%s/%s recorded as failed: %s", obj.bucket, obj.key, exc)
         return RawOutcome("failed", obj.key, str(exc))
     notes = [*exif.warnings, *([zone_note] if zone_note else [])]
-    rows = sighting_rows(row, answer, exif, zone, notes)
+    try:
+        rows = sighting_rows(row, answer, exif, zone, notes)
+    except (*ingest.CONTENT_ERRORS, AttributeError) as exc:  # an answer of the wrong shape
+        reason = f"the vision service's answer is unusable ({type(exc).__name__}: {exc})"
+        _settle(conn, row["id"], "failed", reason[:ingest.MAX_REASON])
+        log.warning("s3://%s/%s: %s", obj.bucket, obj.key, reason)
+        return RawOutcome("refused", obj.key, reason)
     summary = (f"{len(rows)} sighting(s): {', '.join(r['plate'] for r in rows)}" if rows
                else f"no plate sure enough to be evidence ({len(answer.get('plates') or [])} "
                "plate(s) seen)")

@@ -155,3 +155,25 @@ def test_service_settings_from_env() -> None:
     with pytest.raises(CloudConfigError, match="ATTEMPTS"):
         service_settings_from_env({"GOTCHA_SERVICE_URL": "http://x", "GOTCHA_SERVICE_ATTEMPTS":
                                    "zero"})
+
+
+def test_a_bad_record_beside_a_raw_photo_is_recorded_and_the_photo_still_processed(
+        s3, conn, monkeypatch) -> None:
+    """An event mixing a record that is not S3's with a real raw photo: the bad one lands in
+    rejected_events with its reason, the photo is still recorded (nothing is dropped)."""
+    from cloud_helpers import BUCKET, photo_bytes, query
+
+    from cloud_sync import raw
+    from cloud_sync.events import s3_event_record
+
+    s3.put_object(Bucket=BUCKET, Key="raw/cam-9/a.jpg", Body=photo_bytes("r"))
+    good = s3_event_record(BUCKET, "raw/cam-9/a.jpg", size=10, etag="e")
+    event = {"Records": [{"eventSource": "not-s3", "junk": 1}, good]}
+
+    class NoService:
+        def process_photo(self, data, params):
+            raise raw.ServiceUnavailableError("the vision service is down")
+
+    summary = raw.handle_event(event, conn, s3, NoService(), raise_on_failure=False)
+    assert summary["rejected"] == 1 and summary["failed"] == 1
+    assert query(conn, "SELECT COUNT(*) AS n FROM rejected_events")[0]["n"] == 1

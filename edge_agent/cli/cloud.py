@@ -204,6 +204,7 @@ def raw_photos(
     """Run the raw-photo handler locally: raw/ photos -> the vision service
     ($GOTCHA_SERVICE_URL, $GOTCHA_SERVICE_API_KEY) -> sightings in `temporary`."""
     from cloud_sync import db, raw
+    from cloud_sync.events import parse_s3_event
     from cloud_sync.service_client import ServiceClient, service_settings_from_env
 
     if (event_file is None) == (not retry):
@@ -218,6 +219,7 @@ def raw_photos(
                 result = raw.retry_failed(conn, s3, client)
             else:
                 event = _read_event(event_file)
+                parse_s3_event(event)  # a file that is not an S3 event: say so, exit 2
                 result = raw.handle_event(event, conn, s3, client, raise_on_failure=False)
         finally:
             conn.close()
