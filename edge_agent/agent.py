@@ -128,7 +128,7 @@ class Agent:
 
     def handle(self, photo: Photo, result: PhotoResult) -> list[Decision]:
         """Record every grammar-valid plate of one processed photo; one decision per plate."""
-        plates = evidence_plates(result, self.config.plates.evidence_floor)
+        plates = evidence_plates(result, self.config.plates)
         if not plates:
             return []
         self.store.evict(incoming_bytes=len(photo.data))

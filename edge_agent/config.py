@@ -123,6 +123,13 @@ class PlatesConfig(Section):
     evidence_floor: float = Field(0.5, ge=0, le=1, description="A plate read is evidence only "
                                   "if its weakest character is at least this sure; less sure "
                                   "reads are shown but never recorded.")
+    check_views: bool = Field(True, description="Read every would-be-evidence plate again in "
+                              "five jittered views of its crop (tighter, looser, shifted, "
+                              "softer) and count, per character, the views that read it "
+                              "otherwise; off only to measure what the check adds.")
+    max_dissent: int = Field(2, ge=0, le=4, description="A read is evidence only if no "
+                             "character is read otherwise by more than this many of the five "
+                             "views (chosen on held-out crops: README, \"How sure is sure\").")
     one_char_unsure: float = Field(LOW_CHAR_CONFIDENCE, ge=0, le=1, description="Two reads one "
                                    "character apart are the same plate only if that character "
                                    "is below this in one read ... (default: the cloud's, "

@@ -112,7 +112,9 @@ class PlateRead:
 
     ``tokens`` and ``token_confidences`` are the recogniser's own (``raw_text`` is the tokens
     joined); ``char_confidences`` has one value per character of ``text`` for a plate, else
-    per character of ``raw_text`` (derived once, by edge_agent.plates.text).
+    per character of ``raw_text`` (derived once, by edge_agent.plates.text). ``dissent`` has,
+    per character of ``text``, how many of the ``views_checked`` jittered views of the crop
+    read it otherwise (edge_agent.plates.agreement; empty when the read was not checked).
     """
 
     raw_text: str
@@ -122,8 +124,16 @@ class PlateRead:
     reject_reason: str | None = None
     tokens: tuple[str, ...] = ()
     token_confidences: tuple[float, ...] = ()
+    dissent: tuple[int, ...] = ()
+    views_checked: int = 0
 
     def __post_init__(self) -> None:
+        if self.dissent and (self.text is None or len(self.dissent) != len(self.text)):
+            raise ValueError(f"PlateRead needs one dissent count per character of its plate "
+                             f"{self.text!r}, got {len(self.dissent)}")
+        if any(d < 0 or d > self.views_checked for d in self.dissent):
+            raise ValueError(f"PlateRead dissent {self.dissent} must be within 0.."
+                             f"{self.views_checked} views")
         if len(self.tokens) != len(self.token_confidences):
             raise ValueError(f"PlateRead needs one confidence per token, got {len(self.tokens)} "
                              f"tokens and {len(self.token_confidences)} confidences")
@@ -198,6 +208,8 @@ def _plate_dict(plate: PlateDetection) -> dict[str, object]:
             "tokens": list(read.tokens),
             "token_confidences": [round(c, 3) for c in read.token_confidences],
             "reject_reason": read.reject_reason,
+            "views_checked": read.views_checked,
+            "dissent": list(read.dissent),
         },
     }
 

@@ -1,4 +1,5 @@
-"""Only plate reads sure enough to be evidence become sightings (plates.evidence_floor)."""
+"""Only plate reads sure enough to be evidence become sightings ([plates] evidence_floor and
+the view check, edge_agent.plates.evidence)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ def test_unsure_reads_are_never_recorded(tmp_path: Path, models_dir: Path) -> No
         assert agent.store.outbox_depth() == 0
         first = agent.handle(a, result_for(a, "12가3456", vehicle, confidence=0.9))
         unsure_second = agent.handle(b, result_for(b, "12가3456", vehicle, confidence=0.49))
+        disputed_second = agent.handle(b, result_for(b, "12가3456", vehicle, confidence=0.99,
+                                                     dissent=3))
         second = agent.handle(b, result_for(b, "12가3456", vehicle, dx=4, confidence=0.9))
     assert [d.action for d in first] == ["candidate"]
     assert unsure_second == []  # an unsure second photo confirms nothing
+    assert disputed_second == []  # nor a confident one whose views read 가 otherwise
     assert [d.action for d in second] == ["confirmed"]

@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 
 from edge_agent.cli.main import app
 from edge_agent.errors import BadInputError
-from edge_agent.evaluation.plates import edit_distance, load_labelled_crops, plate_format
+from edge_agent.evaluation.plates import (
+    NOTHING,
+    confused_characters,
+    load_labelled_crops,
+    plate_format,
+)
+from edge_agent.plates.alignment import edit_distance
 
 
 @pytest.mark.parametrize(("a", "b", "d"), [
@@ -20,6 +26,17 @@ from edge_agent.evaluation.plates import edit_distance, load_labelled_crops, pla
 ])
 def test_edit_distance(a: str, b: str, d: int) -> None:
     assert edit_distance(a, b) == d
+
+
+@pytest.mark.parametrize(("expected", "read", "pairs"), [
+    ("12가3456", "12가3456", []),
+    ("12가3456", "12나3458", [("가", "나"), ("6", "8")]),
+    ("서울12가3456", "세종12가3456", [("서", "세"), ("울", "종")]),
+    ("서울12가3456", "12가3456", [("서", NOTHING), ("울", NOTHING)]),
+    ("12가3456", "112가3456", [(NOTHING, "1")]),
+])
+def test_confused_characters(expected: str, read: str, pairs: list[tuple[str, str]]) -> None:
+    assert confused_characters(expected, read) == pairs
 
 
 def test_formats_come_from_the_plate_grammar() -> None:
@@ -68,6 +85,20 @@ def test_eval_plates_json_with_peer() -> None:
         assert sum(f["plates"] for f in reader["by_format"].values()) == 26
         assert 0 < reader["ms_per_plate"] < 1000
     assert ours["char_accuracy"] > peer["char_accuracy"]
+    # the sure rule: ours has one (the [plates] evidence rule), the peer none
+    assert report["sure_rule"]["check_views"] is True
+    assert 0 < ours["sure"] <= 26 and 0 <= ours["sure_wrong"] <= ours["sure"]
+    assert peer["sure"] is None and peer["sure_wrong"] is None
+    for reader in (ours, peer):
+        wrong_chars = sum(row["count"] for row in reader["confusion"])
+        assert (wrong_chars == 0) == (reader["exact"] == 26)
+        for row in reader["confusion"]:
+            assert row["expected"] != row["read"] and row["count"] >= 1
+    for misread in ours["misreads"]:
+        assert 0.0 <= misread["confidence"] <= 1.0 and isinstance(misread["sure"], bool)
+        assert misread["sure"] or misread["unsure_reason"]
+    sure_wrong = sum(1 for m in ours["misreads"] if m["sure"])
+    assert sure_wrong == ours["sure_wrong"]
 
 
 def test_eval_plates_table_and_errors(tmp_path: Path) -> None:
@@ -75,6 +106,7 @@ def test_eval_plates_table_and_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "plates", str(set_b)])
     assert result.exit_code == 0, result.output
     assert "exact match" in result.stdout and "regional" in result.stdout
+    assert "sure reads (evidence)" in result.stdout and "sure but wrong" in result.stdout
     bad = CliRunner().invoke(app, ["eval", "plates", str(tmp_path)])
     assert bad.exit_code == 2
     assert "no labels.csv" in bad.output

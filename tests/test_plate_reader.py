@@ -16,6 +16,7 @@ from conftest import need, shared_path
 from edge_agent.config import load_config
 from edge_agent.errors import BadInputError, ModelError
 from edge_agent.evaluation.plates import (
+    EvalRead,
     TinyLprPeer,
     evaluate_readers,
     load_labelled_crops,
@@ -282,7 +283,7 @@ def real_scores(reader: KoreanPlateReader) -> tuple:
     need(len(crops) == 26, f"expected the 26 real crops, found {len(crops)}")
     peer = TinyLprPeer(shared_path("peers/kr-tinylpr"))
     return tuple(evaluate_readers(
-        {"ours": lambda image: reader.read(image).text, "peer": peer.read}, crops))
+        {"ours": lambda image: EvalRead(reader.read(image).text), "peer": peer.read}, crops))
 
 
 def test_real_crops_more_exact_reads_than_the_peer(real_scores: tuple) -> None:

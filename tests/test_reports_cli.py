@@ -73,6 +73,11 @@ def test_show_by_prefix(confirmed_store) -> None:
     assert [s["role"] for s in doc["sightings"]] == ["first", "confirming"]
     assert doc["outbox"]["state"] == "pending"
     assert doc["models"]["scene_embedder"] == "mobilenetv2-imagenet"
+    assert "both photos read 12가3456" in doc["plate_evidence"]
+    table = run(env, "reports", "show", report_id[:8])
+    assert table.exit_code == 0, table.output
+    assert "plate evidence:" in table.output and "both photos read 12가3456" in table.output
+    assert "weakest character" in table.output and "never recorded" in table.output
     missing = run(env, "reports", "show", "ffffffff")
     assert missing.exit_code == 2 and "no report" in missing.output
 

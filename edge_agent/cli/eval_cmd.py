@@ -10,11 +10,13 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from edge_agent.cli.common import EXIT_OK, ConfigOption, JsonOption, cli_errors, get_config
 from edge_agent.evaluation.plates import (
     DEFAULT_PEER_DIR,
+    EvalRead,
     ReaderScore,
     TinyLprPeer,
     evaluate_readers,
@@ -36,6 +38,10 @@ def _table(scores: list[ReaderScore]) -> list[str]:
                                   for s in scores)))
     rows.append(("character accuracy", *(_pct(s.char_accuracy) for s in scores)))
     rows.append(("ms per plate", *(f"{s.ms_per_plate:.2f}" for s in scores)))
+    rows.append(("sure reads (evidence)", *(f"{s.sure}/{s.total}" if s.has_sure_rule
+                                            else "no sure rule" for s in scores)))
+    rows.append(("sure but wrong", *(str(s.sure_wrong) if s.has_sure_rule else "-"
+                                     for s in scores)))
     formats = sorted({f for s in scores for f in s.by_format})
     for fmt in formats:
         cells = []
@@ -48,8 +54,19 @@ def _table(scores: list[ReaderScore]) -> list[str]:
     for s in scores:
         lines.append(f"\nmisreads of {s.name} ({len(s.misreads)}):")
         lines += [f"  {m['file']}: expected {m['expected']}, read {m['read'] or '(nothing)'}"
-                  for m in s.misreads]
+                  f"{_sureness(m)}" for m in s.misreads]
+        if s.confusion:
+            lines.append(f"characters {s.name} misread (expected -> read: count):")
+            lines.append("  " + ", ".join(f"{r['expected']}->{r['read']}: {r['count']}"
+                                          for r in s.confusion_rows()))
     return lines
+
+
+def _sureness(misread: dict[str, object]) -> str:
+    if misread["sure"] is None:
+        return ""
+    verdict = "SURE (wrong evidence)" if misread["sure"] else "unsure"
+    return f"  conf {misread['confidence']:.2f}  {verdict}"
 
 
 @eval_app.command("plates")
@@ -68,7 +85,11 @@ def plates(
     threads: Annotated[int, typer.Option("--threads", min=0, help="Inference threads "
                                          "(1 = one core, as on a small device; 0 = all).")] = 1,
 ) -> None:
-    """Exact-match and character accuracy, per plate format, ms per plate, and the misreads."""
+    """Exact match and character accuracy, per plate format, ms per plate, sure reads (those
+    the evidence rule of [plates] would record) and how many of them are wrong, the characters
+    misread, and each misread with its confidence."""
+    from edge_agent.plates.agreement import read_plates
+    from edge_agent.plates.evidence import unsure_reason
     from edge_agent.plates.reader import KoreanPlateReader
 
     cfg = get_config(config)
@@ -76,13 +97,23 @@ def plates(
         cfg.models.intra_op_threads = threads
         crops = load_labelled_crops(dirs)
         reader = KoreanPlateReader.from_config(cfg, model)
-        readers = {reader.spec.id: lambda image: reader.read(image).text}
+
+        def ours(image: np.ndarray) -> EvalRead:
+            read = read_plates(reader, [image], cfg.plates)[0]
+            reason = unsure_reason(read, cfg.plates)
+            return EvalRead(read.text if read.valid and read.text else read.raw_text,
+                            read.confidence, reason is None, reason)
+
+        readers = {reader.spec.id: ours}
         if peer:
             tiny = TinyLprPeer(peer_dir, threads=max(1, threads))
             readers[tiny.name] = tiny.read
         scores = evaluate_readers(readers, crops)
     if json_out:
-        typer.echo(json.dumps({"plates": len(crops), "readers": [s.to_dict() for s in scores]},
+        rule = {"evidence_floor": cfg.plates.evidence_floor,
+                "check_views": cfg.plates.check_views, "max_dissent": cfg.plates.max_dissent}
+        typer.echo(json.dumps({"plates": len(crops), "sure_rule": rule,
+                               "readers": [s.to_dict() for s in scores]},
                               ensure_ascii=False, indent=2))
     else:
         typer.echo(f"{len(crops)} plates from {', '.join(str(d) for d in dirs)}\n")

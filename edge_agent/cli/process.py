@@ -25,7 +25,9 @@ from edge_agent.cli.common import (
     error,
     get_config,
 )
+from edge_agent.config import PlatesConfig
 from edge_agent.errors import BadInputError
+from edge_agent.plates.evidence import unsure_reason
 from edge_agent.printable import printable
 from edge_agent.results import PhotoResult
 
@@ -66,18 +68,20 @@ def process_photos(paths: Iterable[Path], pipeline: Any, on_result: ResultHook |
         yield PhotoOutcome(Path(path), result=result)
 
 
-def _read_text(plate: Any, min_confidence: float) -> str:
+def _read_text(plate: Any, rule: PlatesConfig) -> str:
+    """The read, marked sure (evidence) or UNSURE with the reason it is not evidence."""
     read = plate.read
     if read is None:
         return "(not read)"
     shown = read.text if read.valid else (read.raw_text or "''")
-    verdict = "valid" if read.valid else f"invalid: {read.reject_reason}"
-    if read.valid and read.confidence < min_confidence:
-        verdict = f"valid but unsure (< {min_confidence:.2f}: not evidence)"
+    if not read.valid:
+        return f"{shown}  conf {read.confidence:.2f}  invalid: {read.reject_reason}"
+    reason = unsure_reason(read, rule)
+    verdict = "sure" if reason is None else f"UNSURE, not evidence: {reason}"
     return f"{shown}  conf {read.confidence:.2f}  {verdict}"
 
 
-def format_outcome(outcome: PhotoOutcome, min_confidence: float = 0.0) -> list[str]:
+def format_outcome(outcome: PhotoOutcome, rule: PlatesConfig) -> list[str]:
     """Readable lines for one photo."""
     result = outcome.result
     if result is None:
@@ -94,7 +98,7 @@ def format_outcome(outcome: PhotoOutcome, min_confidence: float = 0.0) -> list[s
     for p in result.plates:
         owner = "frame" if p.vehicle_index is None else f"vehicle {p.vehicle_index}"
         lines.append(f"  plate   on {owner:<10} {p.score:.2f}  {p.box.as_list()}  "
-                     f"{_read_text(p, min_confidence)}")
+                     f"{_read_text(p, rule)}")
     if not result.vehicles and not result.plates:
         lines.append("  nothing found")
     return lines
@@ -134,7 +138,7 @@ def register(app: typer.Typer) -> None:
                             doc["lifecycle"] = hook.to_dicts(outcome.path)
                         collected.append(doc)
                     elif outcome.result is not None:
-                        lines = format_outcome(outcome, cfg.plates.evidence_floor)
+                        lines = format_outcome(outcome, cfg.plates)
                         lines += hook.lines(outcome.path) if hook else []
                         typer.echo("\n".join(printable(line, backslash=False)
                                              for line in lines))

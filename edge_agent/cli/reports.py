@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edge_agent.cli.common import ConfigOption, JsonOption, cli_errors, get_config
-from edge_agent.store.records import REPORT_STATES, Report
+from edge_agent.store.records import REPORT_STATES, Report, Sighting
 from edge_agent.store.store import Store
 from gotcha_contracts.rules import KST
 
@@ -68,6 +68,7 @@ def show(report_id: Annotated[str, typer.Argument(help="Report id (or a unique p
         "lat": s.location.lat if s.location else None,
         "lon": s.location.lon if s.location else None, "note": s.note,
     } for s in sightings]
+    doc["plate_evidence"] = plate_evidence_lines(report, sightings)
     doc["outbox"] = None if outbox is None else {
         "state": outbox.state, "attempts": outbox.attempts,
         "next_attempt_at": outbox.next_attempt_at.isoformat(), "last_error": outbox.last_error}
@@ -75,7 +76,7 @@ def show(report_id: Annotated[str, typer.Argument(help="Report id (or a unique p
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
     for key, value in doc.items():
-        if key in ("sightings", "outbox"):
+        if key in ("sightings", "outbox", "plate_evidence"):
             continue
         typer.echo(f"{key:<24} {value if value is not None else '-'}")
     typer.echo(f"{'outbox':<24} " + ("-" if outbox is None else
@@ -87,6 +88,40 @@ def show(report_id: Annotated[str, typer.Argument(help="Report id (or a unique p
         typer.echo(f"  #{s['id']:<5} {s['role']:<11} {s['captured_at']}  {s['plate']} "
                    f"({s['plate_confidence']})  {s['photo']}"
                    + (f"  note: {s['note']}" if s["note"] else ""))
+    typer.echo("plate evidence:")
+    for line in doc["plate_evidence"]:
+        typer.echo(f"  {line}")
+
+
+def _weakest(sighting: Sighting) -> str:
+    confs = sighting.char_confidences
+    if not confs:
+        return "no per-character confidences"
+    k = min(range(len(confs)), key=confs.__getitem__)
+    return f"weakest character {sighting.plate[k]} at {confs[k]:.2f}"
+
+
+def plate_evidence_lines(report: Report, sightings: list[Sighting]) -> list[str]:
+    """How the report's plate stands: what each photo read and whether the two agree.
+
+    Why spelt out: a technician asked why a report was (or was not) confirmed must see that
+    only sure reads were recorded and that both photos read the plate the report names."""
+    lines = [f"{s.role or '-':<11} read {s.plate} ({_weakest(s)})" for s in sightings]
+    first = next((s for s in sightings if s.role == "first"), None)
+    second = next((s for s in sightings if s.role == "confirming"), None)
+    if second is None:
+        lines.append("one photo so far: a second sure read of the same plate at this spot, "
+                     "at least the zone's minimum interval later, with the scene unchanged, "
+                     "confirms it")
+    elif first is not None and first.plate == second.plate == report.plate:
+        lines.append(f"both photos read {report.plate}")
+    elif first is not None:
+        lines.append(f"the photos read {first.plate} and {second.plate}, one character apart, "
+                     f"unsure in one read and sure in the other; the report keeps the sure "
+                     f"read {report.plate}")
+    lines.append("reads less sure than the evidence rule ([plates] evidence_floor, view check) "
+                 "are never recorded; `gotcha process` shows them marked UNSURE")
+    return lines
 
 
 @reports_app.command("export")

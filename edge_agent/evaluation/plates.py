@@ -1,7 +1,8 @@
 """Plate-reading evaluation on labelled crops: our reader and, side by side, a peer.
 
 Why a library module: `gotcha eval plates` and the tests need the same figures (exact match,
-character accuracy, per format, ms per plate, misreads) computed the same way in one run.
+character accuracy, per format, ms per plate, sure reads and wrong sure reads, the confusion
+table, misreads) computed the same way in one run.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import csv
 import logging
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +20,25 @@ import cv2
 import numpy as np
 
 from edge_agent.errors import BadInputError, ModelError
+from edge_agent.plates.alignment import align, edit_distance
 
 log = logging.getLogger(__name__)
 
-ReadFn = Callable[[np.ndarray], str]
+NOTHING = "∅"  # the confusion table's side of a character missed or added
+
+
+@dataclass(frozen=True)
+class EvalRead:
+    """One reader's answer for one crop: the text, and how sure the reader said it was
+    (``sure`` None: the reader has no sure rule, as the peer)."""
+
+    text: str
+    confidence: float | None = None
+    sure: bool | None = None
+    unsure_reason: str | None = None
+
+
+ReadFn = Callable[[np.ndarray], EvalRead]
 DEFAULT_PEER_DIR = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "peers" \
     / "kr-tinylpr"
 
@@ -75,17 +92,6 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance between two strings."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def plate_format(text: str) -> str:
     """Format key of a label (ParsedPlate.format); 'unparsed' when it does not parse."""
     from gotcha_contracts.plate_grammar import parse_plate
@@ -105,8 +111,12 @@ class ReaderScore:
     chars_correct: int = 0
     ms_total: float = 0.0
     by_format: dict[str, list[int]] = field(default_factory=dict)  # format -> [exact, total]
-    misreads: list[dict[str, str]] = field(default_factory=list)
+    misreads: list[dict[str, object]] = field(default_factory=list)
     reads: dict[str, str] = field(default_factory=dict)  # file -> text read
+    has_sure_rule: bool = False
+    sure: int = 0
+    sure_wrong: int = 0
+    confusion: Counter[tuple[str, str]] = field(default_factory=Counter)  # (expected, read)
 
     @property
     def exact_accuracy(self) -> float:
@@ -120,7 +130,8 @@ class ReaderScore:
     def ms_per_plate(self) -> float:
         return self.ms_total / self.total if self.total else 0.0
 
-    def add(self, crop: LabelledCrop, fmt: str, read: str, ms: float) -> None:
+    def add(self, crop: LabelledCrop, fmt: str, answer: EvalRead, ms: float) -> None:
+        read = answer.text
         self.total += 1
         self.ms_total += ms
         ok = read == crop.text
@@ -131,9 +142,22 @@ class ReaderScore:
         counts[0] += ok
         counts[1] += 1
         self.reads[str(crop.path)] = read
+        if answer.sure is not None:
+            self.has_sure_rule = True
+            self.sure += answer.sure
+            self.sure_wrong += answer.sure and not ok
+        self.confusion.update(confused_characters(crop.text, read))
         if not ok:
             self.misreads.append({"file": f"{crop.path.parent.name}/{crop.path.name}",
-                                  "expected": crop.text, "read": read})
+                                  "expected": crop.text, "read": read,
+                                  "confidence": None if answer.confidence is None
+                                  else round(answer.confidence, 3),
+                                  "sure": answer.sure, "unsure_reason": answer.unsure_reason})
+
+    def confusion_rows(self) -> list[dict[str, object]]:
+        """The misread characters, most frequent first: expected -> read, count."""
+        return [{"expected": e, "read": r, "count": n}
+                for (e, r), n in sorted(self.confusion.items(), key=lambda kv: (-kv[1], kv[0]))]
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -143,11 +167,26 @@ class ReaderScore:
             "exact_accuracy": round(self.exact_accuracy, 4),
             "char_accuracy": round(self.char_accuracy, 4),
             "ms_per_plate": round(self.ms_per_plate, 3),
+            "sure": self.sure if self.has_sure_rule else None,
+            "sure_wrong": self.sure_wrong if self.has_sure_rule else None,
+            "confusion": self.confusion_rows(),
             "by_format": {k: {"exact": v[0], "plates": v[1],
                               "accuracy": round(v[0] / v[1], 4)}
                           for k, v in sorted(self.by_format.items())},
             "misreads": self.misreads,
         }
+
+
+def confused_characters(expected: str, read: str) -> list[tuple[str, str]]:
+    """The (expected, read) character pairs where ``read`` differs from ``expected``; a missed
+    or an added character is paired with NOTHING."""
+    pairs = []
+    for i, j in align(expected, read):
+        e = NOTHING if i is None else expected[i]
+        r = NOTHING if j is None else read[j]
+        if e != r:
+            pairs.append((e, r))
+    return pairs
 
 
 def evaluate_readers(readers: dict[str, ReadFn], crops: Sequence[LabelledCrop],
@@ -166,9 +205,9 @@ def evaluate_readers(readers: dict[str, ReadFn], crops: Sequence[LabelledCrop],
         fmt = plate_format(crop.text)
         for score, read in zip(scores, readers.values(), strict=True):
             start = time.perf_counter()
-            text = read(image)
+            answer = read(image)
             ms = (time.perf_counter() - start) * 1000.0
-            score.add(crop, fmt, "".join(text.split()), ms)
+            score.add(crop, fmt, answer, ms)
     return scores
 
 
@@ -198,7 +237,7 @@ class TinyLprPeer:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 
-    def read(self, crop_bgr: np.ndarray) -> str:
+    def read(self, crop_bgr: np.ndarray) -> EvalRead:
         _, height, width, _ = self.input["shape"]
         gray = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
         x = cv2.resize(gray, (int(width), int(height)))[None, :, :, None].astype(np.uint8)
@@ -212,4 +251,4 @@ class TinyLprPeer:
             if k != prev and k != blank and k < len(self.labels):
                 text.append(self.labels[k])
             prev = k
-        return "".join(text).replace(" ", "")
+        return EvalRead("".join(text).replace(" ", ""))

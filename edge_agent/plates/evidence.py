@@ -1,31 +1,56 @@
-"""Which reads of a photo are evidence: one rule for the device and the service.
+"""Which reads of a photo are evidence: one rule for the device, the service and the eval.
 
 Why a confidence floor: decoding constrained by the grammar always yields a well-formed plate,
-even from a blurred one, so well-formed alone is no proof the plate was read.
+even from a blurred one, so well-formed alone is no proof the plate was read. Why the views
+must agree as well: a confident read can still be a misread (edge_agent.plates.agreement).
 """
 
 from __future__ import annotations
 
 import logging
 
-from edge_agent.results import PhotoResult, PlateDetection
+from edge_agent.config import PlatesConfig
+from edge_agent.results import PhotoResult, PlateDetection, PlateRead
 
 log = logging.getLogger(__name__)
 
 
-def evidence_plates(result: PhotoResult, floor: float) -> list[PlateDetection]:
-    """Grammar-valid reads whose weakest part reaches ``floor`` (plates.evidence_floor),
-    surest first, one per plate text (the same plate twice in one photo keeps its surest)."""
+def unsure_reason(read: PlateRead | None, rule: PlatesConfig) -> str | None:
+    """Why ``read`` is not evidence under ``rule`` ([plates]); None when it is (a sure read)."""
+    if read is None:
+        return "not read"
+    if not read.valid or not read.text:
+        return f"not a plate: {read.reject_reason}"
+    if read.confidence < rule.evidence_floor:
+        return f"confidence {read.confidence:.2f} < {rule.evidence_floor:.2f}"
+    if not rule.check_views:
+        return None
+    if read.views_checked == 0:
+        return "not checked in other views"
+    worst = max(read.dissent, default=0)
+    if worst > rule.max_dissent:
+        where = "".join(ch for ch, d in zip(read.text, read.dissent, strict=True) if d == worst)
+        return (f"{worst} of {read.views_checked} views read {where} otherwise "
+                f"(at most {rule.max_dissent})")
+    return None
+
+
+def is_sure(read: PlateRead | None, rule: PlatesConfig) -> bool:
+    """Whether ``read`` may be evidence (see unsure_reason)."""
+    return unsure_reason(read, rule) is None
+
+
+def evidence_plates(result: PhotoResult, rule: PlatesConfig) -> list[PlateDetection]:
+    """Sure reads (is_sure), surest first, one per plate text (the same plate twice in one
+    photo keeps its surest)."""
     plates = []
     for plate in result.plates:
-        read = plate.read
-        if read is None or not read.valid or not read.text:
-            continue
-        if read.confidence < floor:
-            log.info("%s: %s not recorded: read confidence %.2f < %.2f",
-                     result.photo_meta.source_id, read.text, read.confidence, floor)
-            continue
-        plates.append(plate)
+        reason = unsure_reason(plate.read, rule)
+        if reason is None:
+            plates.append(plate)
+        elif plate.read is not None and plate.read.valid:
+            log.info("%s: %s not recorded: %s", result.photo_meta.source_id, plate.read.text,
+                     reason)
     plates.sort(key=lambda p: -p.read.confidence)  # type: ignore[union-attr]
     seen: set[str] = set()
     unique = []

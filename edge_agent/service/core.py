@@ -96,7 +96,7 @@ class VisionService:
             result = self.pipeline.process(photo, decode_ms=(t1 - t0) * 1000.0)
         t2 = time.perf_counter()
         with self._matcher_lock:
-            found = sightings(photo, result, self.matcher, self.config.plates.evidence_floor)
+            found = sightings(photo, result, self.matcher, self.config.plates)
         t3 = time.perf_counter()
         timings.update({"decode": t1 - t0, "pipeline": t2 - t1, "sightings": t3 - t2})
         for stage, ms in result.timings_ms.items():

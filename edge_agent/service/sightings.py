@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_agent.config import PlatesConfig
 from edge_agent.plates.evidence import evidence_plates
 from edge_agent.results import PhotoResult
 
@@ -22,17 +23,17 @@ def _rounded(vector: Any) -> list[float] | None:
     return [round(float(v), EMBEDDING_DIGITS) for v in vector]
 
 
-def sightings(photo: Any, result: PhotoResult, matcher: Any, floor: float
+def sightings(photo: Any, result: PhotoResult, matcher: Any, rule: PlatesConfig
               ) -> list[dict[str, object]]:
     """The evidence plates of one processed photo as JSON-ready sightings.
 
     ``photo`` is an ``edge_agent.io.photo.Photo``, ``matcher`` a SceneMatcher (the caller
-    holds its lock: it keeps per-call OpenCV state).
+    holds its lock: it keeps per-call OpenCV state), ``rule`` the [plates] evidence rule.
     """
     from edge_agent.agent import vehicle_box_for
 
     out: list[dict[str, object]] = []
-    for plate in evidence_plates(result, floor):
+    for plate in evidence_plates(result, rule):
         read = plate.read
         assert read is not None and read.text is not None
         vbox = vehicle_box_for(plate, result.vehicles, photo.size)

@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from edge_agent.config import GotchaConfig
 from edge_agent.inference.runner import ModelRunner
+from edge_agent.plates.agreement import BatchReader, read_plates
 from edge_agent.plates.locate import LocatedPlate, PlateLocator
-from edge_agent.results import PhotoResult, PlateDetection, PlateRead, TokenRead
+from edge_agent.results import PhotoResult, PlateDetection, PlateRead
 from edge_agent.vision.vehicle_detector import VehicleDetector, VehicleFinding
 
 log = logging.getLogger(__name__)
@@ -25,10 +24,8 @@ log = logging.getLogger(__name__)
 STAGES = ("decode", "vehicle", "plate_locate", "plate_read", "total")
 
 
-class PlateReader(Protocol):
+class PlateReader(BatchReader, Protocol):
     runner: ModelRunner  # its model, whose clock holds the reader's bare inference time
-
-    def read_batch(self, crops: list[np.ndarray]) -> list[TokenRead]: ...
 
 
 class VisionPipeline:
@@ -104,7 +101,4 @@ class VisionPipeline:
     def _read(self, located: list[LocatedPlate]) -> list[PlateRead | None]:
         if self.reader is None or not located:
             return [None] * len(located)
-        from edge_agent.plates.text import interpret_read
-
-        raw = self.reader.read_batch([p.crop for p in located])
-        return [interpret_read(read.tokens, read.confidences) for read in raw]
+        return list(read_plates(self.reader, [p.crop for p in located], self.config.plates))

@@ -1,0 +1,99 @@
+"""Would-be evidence is read again in jittered views of its crop; a character the views do not
+agree on makes the read unsure.
+
+Why: the recogniser's confidence alone cannot tell a sure misread from a sure read. On real
+crops it was never trained on, wrong characters came out at up to 0.97 (사 for 서, 세종 for
+서울), while the same plate cut a few pixels tighter, looser, further left or right, or a
+little softer, was read otherwise. A real plate locator's box jitters that much from photo to
+photo, so a read that depends on the exact box is not one to fine an owner on. How many views
+may dissent, and the confidence floor beside it, were chosen on held-out crops
+(scripts/calibrate_sure_rule.py; the numbers are in models/models.toml and the README).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge_agent.config import PlatesConfig
+from edge_agent.plates.alignment import align
+from edge_agent.plates.text import interpret_read
+from edge_agent.results import PlateRead, TokenRead
+
+#: how far each view moves the box: a share of the crop's width and height
+SHIFT_X = 0.04
+SHIFT_Y = 0.06
+VIEW_COUNT = 5  # the views of jittered_views
+
+
+def jittered_views(crop: np.ndarray) -> list[np.ndarray]:
+    """Five views of a plate crop as a plate locator might have cut it: tighter, looser, cut
+    further right, cut further left, and slightly out of focus."""
+    height, width = crop.shape[:2]
+    dx = max(1, round(width * SHIFT_X))
+    dy = max(1, round(height * SHIFT_Y))
+    fits = height > 2 * dy + 2 and width > 2 * dx + 2
+    return [
+        crop[dy:height - dy, dx:width - dx] if fits else crop,
+        cv2.copyMakeBorder(crop, dy, dy, dx, dx, cv2.BORDER_REPLICATE),
+        crop[:, dx:] if fits else crop,
+        crop[:, :width - dx] if fits else crop,
+        cv2.GaussianBlur(crop, (3, 3), 0.8),
+    ]
+
+
+def contradicted(text: str, other: str | None) -> set[int]:
+    """Positions of ``text`` that ``other`` reads otherwise: substituted or missing when the
+    two are lined up (an extra character in ``other`` contradicts nothing). ``None`` (the view
+    read no plate) contradicts every position."""
+    if other is None:
+        return set(range(len(text)))
+    return {i for i, j in align(text, other)
+            if i is not None and (j is None or text[i] != other[j])}
+
+
+def dissent_counts(text: str, view_texts: Sequence[str | None]) -> tuple[int, ...]:
+    """Per character of ``text``: how many of the views read it otherwise."""
+    counts = [0] * len(text)
+    for other in view_texts:
+        for position in contradicted(text, other):
+            counts[position] += 1
+    return tuple(counts)
+
+
+class BatchReader(Protocol):
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[TokenRead]: ...
+
+
+def read_plates(reader: BatchReader, crops: Sequence[np.ndarray], rule: PlatesConfig,
+                ) -> list[PlateRead]:
+    """The plate reads of ``crops`` as the device uses them: read, interpreted by the grammar,
+    and, with ``rule.check_views``, every read that could be evidence (a plate at or above
+    ``rule.evidence_floor``) read again in its five jittered views, all in one batch, by the
+    same reader and the same looks, and its ``dissent`` counted. One place, so the pipeline
+    and `gotcha eval plates` measure the same thing."""
+    reads = [interpret_read(t.tokens, t.confidences) for t in reader.read_batch(crops)]
+    if not rule.check_views:
+        return reads
+    wanted = [i for i, read in enumerate(reads)
+              if read.valid and read.text and read.confidence >= rule.evidence_floor]
+    if not wanted:
+        return reads
+    views = [view for i in wanted for view in jittered_views(crops[i])]
+    texts = [_plate_text(t) for t in reader.read_batch(views)]
+    for k, i in enumerate(wanted):
+        text = reads[i].text
+        assert text is not None
+        reads[i] = dataclasses.replace(
+            reads[i], dissent=dissent_counts(text, texts[k * VIEW_COUNT:(k + 1) * VIEW_COUNT]),
+            views_checked=VIEW_COUNT)
+    return reads
+
+
+def _plate_text(tokens: TokenRead) -> str | None:
+    read = interpret_read(tokens.tokens, tokens.confidences)
+    return read.text if read.valid else None

@@ -1,0 +1,124 @@
+"""The view check: a read that could be evidence is read again in jittered views of its crop,
+and a character the views do not agree on makes it unsure (edge_agent.plates.agreement).
+
+The real-crop test runs the default rule on set-a + set-b, crops the rule was not chosen on
+(scripts/calibrate_sure_rule.py chose it on set-c): no sure read may be wrong there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import shared_path
+
+from edge_agent.config import PlatesConfig, load_config
+from edge_agent.evaluation.plates import load_labelled_crops, read_image
+from edge_agent.plates.agreement import (
+    VIEW_COUNT,
+    contradicted,
+    dissent_counts,
+    jittered_views,
+    read_plates,
+)
+from edge_agent.plates.evidence import is_sure, unsure_reason
+from edge_agent.plates.reader import KoreanPlateReader
+from edge_agent.plates.text import interpret_read
+
+
+@pytest.mark.parametrize(("text", "other", "positions"), [
+    ("12가3456", "12가3456", set()),
+    ("12가3456", "12나3456", {2}),
+    ("12가3456", "112가3456", set()),  # an extra character contradicts nothing
+    ("12가3456", "2가3456", {0}),  # a missed one does
+    ("서울12가3456", "세종12가3456", {0, 1}),
+    ("12가3456", None, set(range(7))),  # a view that read no plate contradicts everything
+])
+def test_contradicted_positions(text: str, other: str | None, positions: set[int]) -> None:
+    assert contradicted(text, other) == positions
+
+
+def test_dissent_counts_every_view_per_character() -> None:
+    views = ["세종33아9334", "제주33아9334", None, "서울33아9334", "세종33아9334"]
+    assert dissent_counts("세종33아9334", views) == (3, 3, 1, 1, 1, 1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("shape", [(60, 200, 3), (24, 94, 3), (3, 3, 3), (48, 144)])
+def test_jittered_views_of_any_crop(shape: tuple[int, ...]) -> None:
+    crop = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    views = jittered_views(crop)
+    assert len(views) == VIEW_COUNT
+    assert all(v.dtype == np.uint8 and v.size and v.ndim == crop.ndim for v in views)
+
+
+def test_a_read_without_the_check_or_with_dissent_is_not_evidence() -> None:
+    read = interpret_read(tuple("12가3456"), (0.99,) * 7)
+    rule = PlatesConfig()
+    assert unsure_reason(read, rule) == "not checked in other views"
+    checked = dataclasses.replace(read, dissent=(0, 0, 3, 0, 0, 0, 0), views_checked=5)
+    assert unsure_reason(checked, rule) == "3 of 5 views read 가 otherwise (at most 2)"
+    agreed = dataclasses.replace(read, dissent=(0, 0, 2, 0, 0, 0, 1), views_checked=5)
+    assert is_sure(agreed, rule)
+    assert is_sure(read, PlatesConfig(check_views=False))
+    with pytest.raises(ValueError, match="one dissent count per character"):
+        dataclasses.replace(read, dissent=(0, 0), views_checked=5)
+    with pytest.raises(ValueError, match=r"within 0\.\.5"):
+        dataclasses.replace(read, dissent=(6, 0, 0, 0, 0, 0, 0), views_checked=5)
+
+
+@pytest.fixture(scope="module")
+def held_out() -> list[tuple[str, np.ndarray]]:
+    crops = load_labelled_crops([shared_path("data/plates/set-a"),
+                                 shared_path("data/plates/set-b")])
+    return [(c.text, read_image(c.path)) for c in crops]
+
+
+def _sure_right_and_wrong(held_out: list[tuple[str, np.ndarray]], rule: PlatesConfig,
+                          ) -> tuple[int, int]:
+    config = load_config(None)
+    config.models.intra_op_threads = 1
+    reader = KoreanPlateReader.from_config(config)
+    right = wrong = 0
+    for label, image in held_out:
+        read = read_plates(reader, [image], rule)[0]
+        if is_sure(read, rule):
+            right += read.text == label
+            wrong += read.text != label
+    return right, wrong
+
+
+def test_no_sure_read_is_wrong_on_held_out_crops(held_out: list[tuple[str, np.ndarray]]) -> None:
+    right, wrong = _sure_right_and_wrong(held_out, PlatesConfig())
+    assert wrong == 0
+    assert right >= 20  # of the 23 the reader gets right (README, "How sure is sure")
+
+
+def test_without_the_view_check_confident_misreads_pass(
+        held_out: list[tuple[str, np.ndarray]]) -> None:
+    """What the check is for: on the same crops, the confidence floor alone lets misreads
+    through as evidence."""
+    _, wrong = _sure_right_and_wrong(held_out, PlatesConfig(check_views=False))
+    assert wrong >= 1
+
+
+def test_process_marks_unsure_reads_and_the_reason(models_dir) -> None:
+    """`gotcha process` shows every read, the unsure ones marked with why they are no
+    evidence (a technician sees the plate was found, and why it will not be reported)."""
+    from typer.testing import CliRunner
+
+    from edge_agent.cli.main import app
+
+    photos = [shared_path("data/scenes/e2e-dev") / name
+              for name in ("18어9528.jpg", "부산31바6697.jpg")]
+    env = {"GOTCHA_MODEL_DIR": str(models_dir), "GOTCHA_MODELS__VEHICLE_DETECTOR":
+           "yolox-nano-coco", "GOTCHA_MODELS__PLATE_DETECTOR": "",
+           "GOTCHA_MODELS__SCENE_EMBEDDER": ""}
+    result = CliRunner().invoke(app, ["process", "--no-lifecycle", *map(str, photos)], env=env)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("  plate")]
+    sure = [line for line in lines if line.endswith("  sure")]
+    unsure = [line for line in lines if "UNSURE, not evidence: " in line]
+    assert len(sure) + len(unsure) == len(lines)
+    assert any("부산31바6697" in line for line in sure)
+    assert any("18어9528" in line and "confidence" in line for line in unsure)
