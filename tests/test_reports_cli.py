@@ -111,3 +111,33 @@ def test_every_reports_command_has_help() -> None:
     for command in ("list", "show", "export"):
         out = CliRunner().invoke(app, ["reports", command, "--help"])
         assert out.exit_code == 0 and len(out.output) > 100
+
+
+def _sighting(plate: str, role: str, confs: tuple[float, ...]):
+    from edge_agent.store.records import Sighting
+
+    return Sighting(device_id="d", photo_sha256="a" * 64, captured_at=datetime.now(UTC),
+                    plate=plate, plate_raw=plate, char_confidences=confs,
+                    plate_box=Box(0, 0, 10, 5), location=None, role=role)  # type: ignore[arg-type]
+
+
+def _report(plate: str, state: str):
+    from edge_agent.store.records import Report
+
+    now = datetime.now(UTC)
+    return Report(report_id="r" * 32, device_id="d", plate=plate, zone="sidewalk",
+                  state=state, lat=37.5, lon=127.0, first_sighting_id=1,  # type: ignore[arg-type]
+                  first_seen_at=now, expires_at=now, updated_at=now)
+
+
+def test_plate_evidence_of_a_candidate_and_of_a_one_character_pair() -> None:
+    from edge_agent.cli.reports import plate_evidence_lines
+
+    first = _sighting("12가3458", "first", (0.9,) * 6 + (0.41,))
+    lines = plate_evidence_lines(_report("12가3458", "candidate"), [first])
+    assert lines[0] == "first       read 12가3458 (weakest character 8 at 0.41)"
+    assert lines[1].startswith("one photo so far: a second sure read")
+    second = _sighting("12가3456", "confirming", (0.93,) * 7)
+    lines = plate_evidence_lines(_report("12가3456", "confirmed"), [first, second])
+    assert "the photos read 12가3458 and 12가3456, one character apart" in lines[2]
+    assert lines[2].endswith("the report keeps the sure read 12가3456")
