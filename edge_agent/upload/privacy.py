@@ -2,15 +2,17 @@
 
 Why: a report needs the offending vehicle's plate and the scene, not the faces of passers-by
 or the plates of cars parked legally beside it. The evidence photo on the device stays as it
-was taken; only the uploaded copy is redacted. Redaction is deterministic (same input, same
-output bytes), so a resumed upload produces objects with the same sha256 and skips them.
+was taken; only the uploaded copy is redacted. What to blur was found by the vision pipeline
+when the photo was processed and is stored with the sighting, so uploading loads no model.
+Redaction is deterministic (same input, same output bytes), so a resumed upload produces
+objects with the same sha256 and skips them.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -18,7 +20,7 @@ import piexif
 
 from edge_agent.config import GotchaConfig
 from edge_agent.detections import Detections
-from edge_agent.errors import BadInputError
+from edge_agent.errors import BadInputError, StoreError
 from edge_agent.io.exif import write_exif
 from edge_agent.io.photo import decode_photo, photo_exif
 from edge_agent.results import Box
@@ -145,65 +147,34 @@ def _with_exif(out: bytes, original: bytes) -> bytes:
     return write_exif(out, info.captured_at, info.location)
 
 
-Redactor = Callable[[bytes, Box | None], bytes]
-"""Takes the stored photo and the reported plate's box, returns the bytes to upload."""
+class BlurBoxesMissingError(StoreError):
+    """A sighting recorded before the store kept its blur boxes (schema 1): what to blur in
+    its photo is unknown, so its upload copy cannot be made."""
 
 
-Finder = Callable[[np.ndarray], Sequence[Box]]
+def upload_copy(data: bytes, keep_plate_box: Box | None,
+                people_boxes: Sequence[Box] | None, other_plate_boxes: Sequence[Box] | None,
+                blur_people: bool, blur_other_plates: bool, what: str = "photo") -> bytes:
+    """The bytes that leave the device for one evidence photo, blurred from the boxes the
+    pipeline recorded with its sighting (no model is loaded here).
 
-
-class DetectingRedactor:
-    """A Redactor that finds people and other plates in the photo itself.
-
-    ``find_people(image) -> boxes`` is typically ``VehicleDetector.detect_people``;
-    ``find_plates(image) -> boxes`` any plate locator; ``find_regions(image) -> (plates,
-    people)`` does both in one pass (see :meth:`from_config`). A finder left None means that
-    kind is not blurred.
+    Boxes that are None were never recorded (a sighting from before schema 2). Uploading
+    that photo unblurred would leak whoever stood beside the car, and guessing would need
+    the detectors again, so the copy is refused with BlurBoxesMissingError: the report stays
+    in the outbox until `gotcha store fill-blur-boxes` records the boxes (or the operator
+    turns that blur off on purpose).
     """
-
-    def __init__(self, find_people: Finder | None = None, find_plates: Finder | None = None,
-                 quality: int = JPEG_QUALITY,
-                 find_regions: Callable[[np.ndarray], tuple[Sequence[Box], Sequence[Box]]]
-                 | None = None) -> None:
-        self.find_people = find_people
-        self.find_plates = find_plates
-        self.find_regions = find_regions
-        self.quality = quality
-
-    @classmethod
-    def from_config(cls, config: object) -> DetectingRedactor | None:
-        """The configured redactor (None when both blurs are off). Loads the vehicle detector
-        (people come from its COCO "person" class) and, for other plates, the plate locator;
-        a missing model raises ModelError, so nothing leaves the device unredacted by
-        accident."""
-        upload = config.upload  # type: ignore[attr-defined]
-        if not (upload.blur_people or upload.blur_other_plates):
-            return None
-        from edge_agent.plates.locate import PlateLocator
-        from edge_agent.vision.vehicle_detector import VehicleDetector
-
-        detector = VehicleDetector.from_config(config)  # type: ignore[arg-type]
-        locator = PlateLocator.from_config(config) if upload.blur_other_plates else None
-
-        def find_regions(image: np.ndarray) -> tuple[list[Box], list[Box]]:
-            found = detector.detect_all(image)
-            plates = [p.box for p in locator.locate(image, found.vehicles)] if locator else []
-            return plates, (list(found.people) if upload.blur_people else [])
-
-        return cls(find_regions=find_regions)
-
-    def __call__(self, data: bytes, keep_plate_box: Box | None) -> bytes:
-        if self.find_people is None and self.find_plates is None and self.find_regions is None:
-            return data
-        image = _decode_upright(data)
-        plates: list[Box] = []
-        people: list[Box] = []
-        if self.find_regions is not None:
-            found_plates, found_people = self.find_regions(image)
-            plates += found_plates
-            people += found_people
-        if self.find_people is not None:
-            people += self.find_people(image)
-        if self.find_plates is not None:
-            plates += self.find_plates(image)
-        return redact_photo(data, keep_plate_box, plates, people, self.quality)
+    missing = [kind for kind, on, boxes in (("people", blur_people, people_boxes),
+                                            ("other plates", blur_other_plates,
+                                             other_plate_boxes))
+               if on and boxes is None]
+    if missing:
+        raise BlurBoxesMissingError(
+            f"{what} was recorded before gotcha kept the {' and '.join(missing)} to blur, so "
+            "its upload copy cannot be blurred and is not uploaded; run `gotcha store "
+            "fill-blur-boxes` once (it finds them with the vision models), then sync again")
+    people = list(people_boxes or []) if blur_people else []
+    others = list(other_plate_boxes or []) if blur_other_plates else []
+    if not people and not others:
+        return to_upload_jpeg(data)
+    return redact_photo(data, keep_plate_box, others, people)
