@@ -159,8 +159,12 @@ def _downgrade_to_schema_1(path: Path) -> None:
 def test_an_old_database_upgrades_and_its_reports_are_never_sent_unblurred(
         tmp_path: Path, processed, monkeypatch: pytest.MonkeyPatch) -> None:
     """Schema 1 -> 2 in place: old sightings have no boxes, the upload refuses them with the
-    way out, `fill-blur-boxes` records the boxes, and the reports then leave blurred."""
-    from edge_agent.store.blur_boxes import fill_blur_boxes, photos_missing_boxes
+    way out, `gotcha store fill-blur-boxes` (real models) records the boxes, and the reports
+    then leave blurred."""
+    from typer.testing import CliRunner
+
+    from edge_agent.cli.main import app
+    from edge_agent.store.blur_boxes import photos_missing_boxes
     from edge_agent.store.migrations import SCHEMA_VERSION, current_version
 
     config = load_config(None, environ=_env(tmp_path))
@@ -178,11 +182,12 @@ def test_an_old_database_upgrades_and_its_reports_are_never_sent_unblurred(
             assert store.outbox_item(report_id).state == "pending"
         assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.jpg"))
 
-        results = {store.put_photo(photo.data): r for photo, r in processed}
-        assert set(photos_missing_boxes(store)) == set(results)
-        filled = fill_blur_boxes(store, lambda sha, data: (
-            results[sha].people, [p.box for p in results[sha].plates]))
-        assert filled == 2 and photos_missing_boxes(store) == {}
+        assert len(photos_missing_boxes(store)) == 2
+    fill = CliRunner().invoke(app, ["store", "fill-blur-boxes"], env=_env(tmp_path))
+    assert fill.exit_code == 0, fill.output
+    assert "recorded blur boxes for 2 sighting(s)" in fill.output
+    with Store.open(config.store) as store:
+        assert photos_missing_boxes(store) == {}
         with store.transaction():
             store.db.execute("UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00+00:00'")
         loads = _count_model_loads(monkeypatch)
