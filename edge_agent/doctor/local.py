@@ -89,8 +89,8 @@ def _database_writable(path: Path) -> str | None:
     try:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
-    except sqlite3.Error as exc:
-        return str(exc)
+    except sqlite3.Error as exc:  # locked: a running gotcha is writing it, so it is writable
+        return None if "locked" in str(exc).lower() else str(exc)
     finally:
         conn.close()
     return None
