@@ -147,7 +147,9 @@ class Agent:
                 captured_at=meta.captured_at, plate=plate.read.text,
                 plate_raw=plate.read.raw_text, char_confidences=plate.read.char_confidences,
                 plate_box=plate.box, location=meta.location, vehicle_box=vbox,
-                scene_signature=signatures[key], time_source=meta.time_source)
+                scene_signature=signatures[key], time_source=meta.time_source,
+                people_boxes=tuple(result.people),
+                other_plate_boxes=tuple(p.box for p in result.plates if p is not plate))
             decision = self.lifecycle.record(sighting)
             log.info("%s: %s %s (%s)", meta.source_id, decision.plate, decision.action,
                      decision.reason)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+import types
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -162,6 +163,8 @@ class StoreConfig(Section):
                                  description="Storage cap for photos; oldest unneeded go first.")
     expired_retention_h: float = Field(48.0, ge=0, description="Hours to keep photos of expired "
                                        "candidates.")
+    min_free_mb: float = Field(500.0, ge=0, description="`gotcha doctor` reports a problem when "
+                               "the disk of the database or the photos has less free space.")
 
 
 class UploadConfig(Section):
@@ -300,7 +303,9 @@ def _takes_text_only(field: Any) -> bool:
         return False
     if (field.json_schema_extra or {}).get("secret"):
         return True
-    kinds = [a for a in get_args(field.annotation) or (field.annotation,) if a is not type(None)]
+    union = get_origin(field.annotation) in (Union, types.UnionType)  # not list[...]'s args
+    members = get_args(field.annotation) if union else (field.annotation,)
+    kinds = [a for a in members if a is not type(None)]
     for kind in kinds:
         if get_origin(kind) is Literal:
             if not all(isinstance(v, str) for v in get_args(kind)):

@@ -384,7 +384,9 @@ class DeviceRunner:
                     store.expired_retention = timedelta(hours=new.store.expired_retention_h)
         if self._uploader is not None:
             settings = UploadSettings.from_config(new.upload)
-            settings.blur = self._uploader.settings.blur  # the redactor's models need a restart
+            old = self._uploader.settings  # blur stays as started (reload lists it for restart)
+            settings.blur_people, settings.blur_other_plates = (old.blur_people,
+                                                                old.blur_other_plates)
             self._uploader.settings = settings
             self._uploader.breaker.failure_threshold = settings.breaker_failures
             self._uploader.breaker.cooldown_s = settings.breaker_cooldown_s

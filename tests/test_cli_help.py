@@ -25,7 +25,8 @@ def _commands() -> list[tuple[tuple[str, ...], object]]:
 def test_the_whole_tree_is_walked() -> None:
     paths = {" ".join(path) for path, _ in _commands()}
     for expected in ("process", "demo", "models list", "eval plates", "eval scenes",
-                     "reports export", "cloud promote", "sync", "run", "serve"):
+                     "reports export", "cloud promote", "sync", "run", "serve", "doctor",
+                     "store fill-blur-boxes"):
         assert expected in paths
 
 

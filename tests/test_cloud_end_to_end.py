@@ -138,7 +138,8 @@ def test_500_reports_through_outages_end_exactly_once_in_final(tmp_path, moto_s3
                                read_timeout_s=5.0)
     uploader = Uploader(S3ObjectStore(BUCKET, device_s3), StoreOutbox(store),
                         UploadSettings(max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.05,
-                                       breaker_failures=3, breaker_cooldown_s=0.2, blur=False),
+                                       breaker_failures=3, breaker_cooldown_s=0.2,
+                                       blur_people=False, blur_other_plates=False),
                         rng=random.Random(1))
     stop = threading.Event()
     cloud_s3 = make_s3_client(moto_s3.endpoint_url, "us-east-1", connect_timeout_s=0.5,

@@ -14,7 +14,12 @@ from conftest import shared_path
 from edge_agent.errors import BadInputError
 from edge_agent.io.exif import read_exif, write_exif
 from edge_agent.results import Box, GeoPoint
-from edge_agent.upload.privacy import DetectingRedactor, blur_regions, redact_photo
+from edge_agent.upload.privacy import (
+    BlurBoxesMissingError,
+    blur_regions,
+    redact_photo,
+    upload_copy,
+)
 
 
 def _detail(image: np.ndarray) -> float:
@@ -132,7 +137,7 @@ def test_real_detector_blurs_the_person_in_a_korean_street_photo() -> None:
     original = _decode(data)
     people = detector.detect_people(original)
     assert people, "the detector found no person in a photo that shows one"
-    out = DetectingRedactor(detector.detect_people)(data, None)
+    out = upload_copy(data, None, people, [], blur_people=True, blur_other_plates=True)
     assert out != data
     redacted = _decode(out)
     for box in people:
@@ -158,3 +163,31 @@ def test_png_evidence_becomes_a_jpeg_copy_with_its_time() -> None:
     assert to_upload_jpeg(jpeg_with_exif) is jpeg_with_exif
     blurred = redact_photo(png, None, [], [Box(0, 0, 50, 50)])
     assert is_jpeg(blurred) and read_exif(blurred).captured_at == when
+
+
+def test_upload_copy_refuses_a_photo_whose_boxes_were_never_recorded() -> None:
+    """None is "not recorded" (a sighting from before schema 2), unlike () "nothing there":
+    with that blur on, the copy is refused, never sent as it is."""
+    data = _jpeg(_noise())
+    with pytest.raises(BlurBoxesMissingError, match=r"people.*fill-blur-boxes"):
+        upload_copy(data, None, None, [], blur_people=True, blur_other_plates=True,
+                    what="photo-1.jpg of report r1")
+    with pytest.raises(BlurBoxesMissingError, match="people and other plates"):
+        upload_copy(data, None, None, None, blur_people=True, blur_other_plates=True)
+    # only the blur that is off may lack its boxes
+    assert upload_copy(data, None, None, [], blur_people=False, blur_other_plates=True) is data
+    assert upload_copy(data, None, [Box(0, 0, 40, 40)], None, blur_people=False,
+                       blur_other_plates=False) is data
+    assert upload_copy(data, None, (), (), blur_people=True, blur_other_plates=True) is data
+
+
+def test_upload_copy_blurs_only_the_kinds_switched_on() -> None:
+    image = _noise()
+    data = _jpeg(image)
+    person, plate = Box(0, 0, 60, 60), Box(200, 150, 300, 200)
+    only_people = _decode(upload_copy(data, None, [person], [plate], blur_people=True,
+                                      blur_other_plates=False))
+    original = _decode(data)
+    assert _detail(only_people[0:60, 0:60]) < 0.1 * _detail(original[0:60, 0:60])
+    assert np.abs(only_people[150:200, 200:300].astype(int)
+                  - original[150:200, 200:300].astype(int)).mean() < 8

@@ -25,7 +25,6 @@ from edge_agent.upload.object_store import (
     make_s3_client,
     sha256_hex,
 )
-from edge_agent.upload.privacy import DetectingRedactor
 from edge_agent.upload.uploader import (
     StoreOutbox,
     Uploader,
@@ -37,7 +36,8 @@ from gotcha_contracts.s3_layout import PHOTO_NAMES, parse_report_key
 MODELS = {"vehicle_detector": "yolov8n-coco", "plate_reader": "gotcha-kr-plate-crnn",
           "scene_embedder": None}
 FAST = UploadSettings(max_attempts=3, backoff_base_s=0.005, backoff_max_s=0.02,
-                      breaker_failures=3, breaker_cooldown_s=0.3, blur=False)
+                      breaker_failures=3, breaker_cooldown_s=0.3, blur_people=False,
+                      blur_other_plates=False)
 
 
 def _jpeg(seed: int) -> bytes:
@@ -49,8 +49,10 @@ def _jpeg(seed: int) -> bytes:
     return data.tobytes()
 
 
-def _confirmed_report(store: Store, i: int, t0: datetime) -> str:
-    """A confirmed report made through the store's own state changes (as the lifecycle does)."""
+def _confirmed_report(store: Store, i: int, t0: datetime,
+                      people: tuple[Box, ...] | None = None) -> str:
+    """A confirmed report made through the store's own state changes (as the lifecycle does);
+    ``people``: the boxes recorded to blur (None: recorded before the store kept them)."""
     sightings = []
     for k in range(2):
         data = _jpeg(1000 * i + k)
@@ -59,7 +61,8 @@ def _confirmed_report(store: Store, i: int, t0: datetime) -> str:
             device_id="dev-1", photo_sha256=sha, captured_at=t0 + timedelta(seconds=70 * k),
             plate=f"12가{1000 + i}", plate_raw=f"12가{1000 + i}", char_confidences=(0.9,) * 7,
             plate_box=Box(60, 70, 100, 82), location=GeoPoint(37.5665, 126.978, 5.0),
-            vehicle_box=Box(20, 30, 140, 100)))
+            vehicle_box=Box(20, 30, 140, 100), people_boxes=people,
+            other_plate_boxes=None if people is None else ()))
     with store.transaction():
         first_id = store.insert_sighting(sightings[0], "first")
         report_id = store.create_candidate(store.sighting(first_id), first_id, "sidewalk",
@@ -231,10 +234,10 @@ def test_missing_bucket_is_a_permanent_error(moto_s3, store: Store) -> None:
 
 
 def test_redacted_copies_are_what_the_manifest_names(moto_s3, store: Store) -> None:
-    ids = _reports(store, 1)
-    redactor = DetectingRedactor(find_people=lambda image: [Box(0, 0, 40, 40)])
-    settings = UploadSettings(**{**FAST.__dict__, "blur": True})
-    uploader = Uploader(_s3(moto_s3), StoreOutbox(store), settings, redactor)
+    ids = [_confirmed_report(store, 0, datetime.now(UTC) - timedelta(minutes=10),
+                             people=(Box(0, 0, 40, 40),))]
+    settings = UploadSettings(**{**FAST.__dict__, "blur_people": True})
+    uploader = Uploader(_s3(moto_s3), StoreOutbox(store), settings)
     assert uploader.run_pass().uploaded == ids
     _assert_complete(moto_s3, store, ids)
     key = next(k for k in _all_keys(moto_s3) if k.endswith(".json"))
@@ -246,9 +249,25 @@ def test_redacted_copies_are_what_the_manifest_names(moto_s3, store: Store) -> N
     # redaction is deterministic: a resumed upload finds the same objects
     with store.transaction():
         store.db.execute("UPDATE outbox SET state = 'pending'")
-    again = Uploader(_s3_existing(moto_s3), StoreOutbox(store), settings,
-                     redactor).run_pass()
+    again = Uploader(_s3_existing(moto_s3), StoreOutbox(store), settings).run_pass()
     assert again.objects_put == 0 and again.objects_skipped == 3
+
+
+def test_a_sighting_without_recorded_boxes_is_never_uploaded_unblurred(
+        tmp_path: Path, store: Store) -> None:
+    """Boxes unknown (a report confirmed before schema 2) and blur on: nothing leaves, the
+    report waits with the way out in its error; with blur off it goes as it is."""
+    ids = _reports(store, 1)
+    blurring = UploadSettings(**{**FAST.__dict__, "blur_people": True})
+    result = Uploader(LocalObjectStore(tmp_path / "out"), StoreOutbox(store),
+                      blurring).run_pass()
+    assert result.uploaded == [] and "gotcha store fill-blur-boxes" in result.failed[ids[0]]
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.jpg"))
+    assert store.outbox_item(ids[0]).state == "pending"
+    with store.transaction():
+        store.db.execute("UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00+00:00'")
+    plain = Uploader(LocalObjectStore(tmp_path / "out"), StoreOutbox(store), FAST).run_pass()
+    assert plain.uploaded == ids
 
 
 def _s3_existing(moto_s3) -> S3ObjectStore:
@@ -325,58 +344,6 @@ def test_sync_command_with_a_dead_endpoint_exits_1(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sync"], env=env)
     assert result.exit_code == 1, result.output
     assert "will retry" in result.output and "1 left in the outbox" in result.output
-
-
-def test_configured_uploader_redacts_a_real_photo_with_real_models(tmp_path: Path,
-                                                                   store: Store) -> None:
-    """Config -> Uploader.from_config -> real detector + plate locator blur the copy."""
-    from conftest import shared_path
-
-    from edge_agent.config import load_config
-    from edge_agent.io.exif import write_exif
-
-    models = shared_path("models")
-    original = shared_path("data/scenes/korea-a/20200814000665_0.jpg").read_bytes()
-    t0 = datetime.now(UTC) - timedelta(minutes=5)
-    place = GeoPoint(37.5665, 126.978, 5.0)
-    sightings = []
-    for k in range(2):  # the same scene twice, 70 s apart (distinct files via their EXIF)
-        data = write_exif(original, t0 + timedelta(seconds=70 * k), place)
-        sightings.append(Sighting(
-            device_id="dev-1", photo_sha256=store.put_photo(data),
-            captured_at=t0 + timedelta(seconds=70 * k), plate="12가3456", plate_raw="12가3456",
-            char_confidences=(0.9,) * 7, plate_box=Box(600, 600, 700, 640), location=place))
-    with store.transaction():
-        first_id = store.insert_sighting(sightings[0], "first")
-        rid = store.create_candidate(store.sighting(first_id), first_id, "sidewalk",
-                                     t0 + timedelta(hours=2))
-        second_id = store.insert_sighting(sightings[1], "confirming", rid)
-        store.confirm(rid, store.sighting(first_id), store.sighting(second_id), "12가3456",
-                      None, t0 + timedelta(days=1), 0.9, "same scene", 0.0, MODELS)
-    config = load_config(None, environ={"GOTCHA_MODEL_DIR": str(models),
-                                        "GOTCHA_UPLOAD__LOCAL_DIR": str(tmp_path / "out")})
-    assert config.upload.blur_people and config.upload.backend == "local"
-    uploader = Uploader.from_config(config, store)
-    assert uploader.redactor is not None
-    assert uploader.run_pass().uploaded == [rid]
-    objects = LocalObjectStore(tmp_path / "out")
-    key = next(p for p in (tmp_path / "out" / "reports").rglob("photo-1.jpg"))
-    uploaded = objects.get(key.relative_to(tmp_path / "out").as_posix())
-    assert uploaded != store.photos.read(sightings[0].photo_sha256)
-    people = uploader.redactor.find_regions(_decode_bgr(original))[1]
-    assert people, "the pedestrian in this photo was not found"
-    before, after = _decode_bgr(original), _decode_bgr(uploaded)
-    for box in people:
-        x1, y1, x2, y2 = (int(v) for v in (box.x1, box.y1, box.x2, box.y2))
-        assert _detail(after[y1:y2, x1:x2]) < 0.3 * _detail(before[y1:y2, x1:x2])
-
-
-def _decode_bgr(data: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-
-
-def _detail(image: np.ndarray) -> float:
-    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
 
 
 def test_report_with_a_lost_photo_is_rescheduled_and_others_go_on(tmp_path: Path,

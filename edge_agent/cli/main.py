@@ -39,6 +39,7 @@ def _register_all() -> None:
     from edge_agent.cli import (
         cloud,
         demo,
+        doctor_cmd,
         eval_cmd,
         models_cmd,
         process,
@@ -50,7 +51,7 @@ def _register_all() -> None:
     )
 
     for module in (process, demo, run, sync, reports, store_cmd, models_cmd, eval_cmd, serve,
-                   cloud):
+                   cloud, doctor_cmd):
         module.register(app)
 
 

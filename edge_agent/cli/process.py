@@ -2,7 +2,8 @@
 
 The command is thin: load the pipeline, call ``process_photos`` (a library function, so the
 lifecycle can hook in with ``on_result``), print. A bad photo is one line on stderr and the
-batch goes on; exit 1 if any photo failed, 2 if nothing could run (config, model).
+batch goes on; exit 1 if any photo failed, 2 if nothing could run (config, model). On a
+terminal a progress bar runs on stderr (never with --json, never into a pipe or file).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from edge_agent.cli.common import (
     error,
     get_config,
 )
+from edge_agent.cli.progress import ProgressBar
 from edge_agent.config import PlatesConfig
 from edge_agent.errors import BadInputError
 from edge_agent.plates.evidence import unsure_reason
@@ -116,7 +118,9 @@ def register(app: typer.Typer) -> None:
             "(by default each valid plate is recorded and may start or confirm a report).")]
         = False,
     ) -> None:
-        """Find vehicles and plates in photos and read the plates: time, place, boxes, text."""
+        """Find vehicles and plates in photos and read the plates: time, place, boxes, text.
+
+        On a terminal a progress bar runs on stderr (not with --json or into a pipe)."""
         cfg = get_config(config)
         with cli_errors():
             from edge_agent.agent import LifecycleHook
@@ -127,8 +131,12 @@ def register(app: typer.Typer) -> None:
             ordered = list(photos) if hook is None else hook.in_capture_order(list(photos))
             failed = 0
             collected = []
+            bar = ProgressBar(len(ordered), enabled=False if json_out else None)
+            bar.show(0, ordered[0].name if ordered else "")
             try:
-                for outcome in process_photos(ordered, pipeline, on_result=hook):
+                for done, outcome in enumerate(process_photos(ordered, pipeline,
+                                                              on_result=hook), start=1):
+                    bar.clear()
                     if outcome.error is not None:
                         failed += 1
                         error(outcome.error)
@@ -142,7 +150,10 @@ def register(app: typer.Typer) -> None:
                         lines += hook.lines(outcome.path) if hook else []
                         typer.echo("\n".join(printable(line, backslash=False)
                                              for line in lines))
+                    if done < len(ordered):
+                        bar.show(done, ordered[done].name)
             finally:
+                bar.clear()
                 if hook is not None:
                     hook.close()
         if json_out:

@@ -1,4 +1,5 @@
-"""`gotcha store check|recover`: is the database whole, and rebuilding it when it is not."""
+"""`gotcha store check|recover|fill-blur-boxes`: is the database whole, rebuilding it when it
+is not, and recording what to blur in reports an older gotcha confirmed."""
 
 from __future__ import annotations
 
@@ -111,6 +112,31 @@ def recover(
         elif result.kept:
             typer.echo("run `gotcha store recover --reprocess --force` to read them again, or "
                        "leave them pinned")
+    raise typer.Exit(EXIT_OK)
+
+
+@store_app.command("fill-blur-boxes")
+def fill_boxes(config: ConfigOption = None) -> None:
+    """Find people and plates (vision models, once) in the photos of reports waiting for
+    upload that were recorded before gotcha kept what to blur; the uploader refuses those."""
+    from edge_agent.io.photo import decode_photo
+    from edge_agent.store.blur_boxes import fill_blur_boxes, photos_missing_boxes
+    from edge_agent.store.store import Store
+    from edge_agent.vision.pipeline import VisionPipeline
+
+    cfg = get_config(config)
+    with cli_errors(), Store.open(cfg.store) as store:
+        if not photos_missing_boxes(store):
+            typer.echo("every report waiting for upload has its blur boxes")
+            raise typer.Exit(EXIT_OK)
+        pipeline = VisionPipeline.from_config(cfg, with_reader=False)
+
+        def find(sha: str, data: bytes) -> tuple[list, list]:
+            result = pipeline.process(decode_photo(data, cfg, name=f"stored photo {sha[:12]}"))
+            return list(result.people), [p.box for p in result.plates]
+
+        done = fill_blur_boxes(store, find)
+    typer.echo(f"recorded blur boxes for {done} sighting(s); `gotcha sync` uploads them now")
     raise typer.Exit(EXIT_OK)
 
 

@@ -97,13 +97,20 @@ def model_status(config: GotchaConfig, spec: ModelSpec, *, check_sha: bool = Tru
     )
 
 
+def check_model_file(config: GotchaConfig, spec: ModelSpec) -> Path:
+    """The model's file, found and its sha256 hashed now (not cached) and matched; raises
+    ModelError / OSError with the fix otherwise. `gotcha doctor` stops here (no loading)."""
+    path = spec.resolve(config.models.dir)
+    if spec.sha256:
+        check_sha256(spec, path, file_sha256(path))
+    return path
+
+
 def verify_model(config: GotchaConfig, spec: ModelSpec) -> VerifyResult:
     """Full check of one model: file found, sha256 (hashed now, not cached), the session
     opens with the configured providers, input shape as the catalog says, one warm-up run."""
     try:
-        path = spec.resolve(config.models.dir)
-        if spec.sha256:
-            check_sha256(spec, path, file_sha256(path))
+        path = check_model_file(config, spec)
         runner = ModelRunner.load(config, spec, path=path, verify=False)
     except (GotchaError, OSError) as exc:
         return VerifyResult(spec.id, False, str(exc))

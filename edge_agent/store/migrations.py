@@ -108,7 +108,15 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX photos_created ON photos (created_at)")
 
 
-MIGRATIONS: list[Migration] = [_v1_initial]
+def _v2_privacy_boxes(db: sqlite_utils.Database) -> None:
+    """Per sighting, the people and other plates the pipeline found, for the upload blur."""
+    # JSON lists of [x1, y1, x2, y2] in the upright photo; NULL: recorded before schema 2,
+    # nothing known (the uploader refuses to guess, see edge_agent.upload.privacy)
+    db.execute("ALTER TABLE sightings ADD COLUMN people_boxes TEXT")
+    db.execute("ALTER TABLE sightings ADD COLUMN other_plate_boxes TEXT")
+
+
+MIGRATIONS: list[Migration] = [_v1_initial, _v2_privacy_boxes]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -35,6 +35,14 @@ def box_from_json(text: str | None) -> Box | None:
     return None if not text else Box(*json.loads(text))
 
 
+def boxes_json(boxes: tuple[Box, ...] | None) -> str | None:
+    return None if boxes is None else json.dumps([b.as_list() for b in boxes])
+
+
+def boxes_from_json(text: str | None) -> tuple[Box, ...] | None:
+    return None if text is None else tuple(Box(*b) for b in json.loads(text))
+
+
 @dataclass(frozen=True)
 class Sighting:
     """One valid plate read in one photo, with when and where the photo was taken."""
@@ -54,6 +62,9 @@ class Sighting:
     report_id: str | None = None
     role: SightingRole | None = None
     note: str | None = None
+    # what the upload blurs, as the pipeline found it; None: not recorded (schema 1 rows)
+    people_boxes: tuple[Box, ...] | None = None
+    other_plate_boxes: tuple[Box, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.captured_at.tzinfo is None:
@@ -87,6 +98,8 @@ class Sighting:
             location=location, vehicle_box=box_from_json(row["vehicle_box"]),
             scene_signature=row["scene_signature"], time_source=row["time_source"],
             id=row["id"], report_id=row["report_id"], role=row["role"], note=row["note"],
+            people_boxes=boxes_from_json(row.get("people_boxes")),
+            other_plate_boxes=boxes_from_json(row.get("other_plate_boxes")),
         )
 
 

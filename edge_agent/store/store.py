@@ -32,6 +32,7 @@ from edge_agent.store.records import (
     Sighting,
     SightingRole,
     box_json,
+    boxes_json,
     to_iso,
 )
 
@@ -142,12 +143,14 @@ class Store:
             "INSERT INTO sightings (device_id, photo_sha256, captured_at, captured_ts, "
             "time_source, lat, lon, accuracy_m, plate, plate_raw, plate_confidence, "
             "char_confidences, vehicle_box, plate_box, scene_signature, report_id, role, note, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, people_boxes, other_plate_boxes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (s.device_id, s.photo_sha256, to_iso(s.captured_at), s.ts, s.time_source,
              loc.lat if loc else None, loc.lon if loc else None, loc.accuracy_m if loc else None,
              s.plate, s.plate_raw, s.plate_confidence, json.dumps(list(s.char_confidences)),
              box_json(s.vehicle_box), box_json(s.plate_box), s.scene_signature, report_id, role,
-             note, to_iso(self.clock())))
+             note, to_iso(self.clock()), boxes_json(s.people_boxes),
+             boxes_json(s.other_plate_boxes)))
         return int(cursor.lastrowid)
 
     def set_sighting_role(self, sighting_id: int, role: SightingRole,

@@ -35,7 +35,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from edge_agent.config import GotchaConfig
+from edge_agent.config import GotchaConfig, MqttConfig
 from edge_agent.errors import ConfigError
 from edge_agent.printable import printable
 from edge_agent.telemetry.base import (
@@ -63,6 +63,20 @@ def _path(value: object) -> str | None:
 
 def _json(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, default=str, separators=(",", ":")).encode()
+
+
+def secure_client(client: mqtt.Client, settings: MqttConfig) -> None:
+    """The broker login and TLS files of ``settings`` on ``client`` (telemetry and `gotcha
+    doctor` connect the same way); unreadable TLS files are a ConfigError."""
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.tls:
+        try:
+            client.tls_set(ca_certs=_path(settings.ca_file), certfile=_path(settings.cert_file),
+                           keyfile=_path(settings.key_file))
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ConfigError(f"mqtt TLS files cannot be loaded ({exc}); check "
+                              "mqtt.ca_file, mqtt.cert_file and mqtt.key_file") from exc
 
 
 class MqttTelemetry:
@@ -96,16 +110,7 @@ class MqttTelemetry:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"gotcha-{self.device_id}",
                              clean_session=False, protocol=mqtt.MQTTv311)
         client.enable_logger(logging.getLogger("paho.mqtt"))
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password)
-        if settings.tls:
-            try:
-                client.tls_set(ca_certs=_path(settings.ca_file),
-                               certfile=_path(settings.cert_file),
-                               keyfile=_path(settings.key_file))
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise ConfigError(f"mqtt TLS files cannot be loaded ({exc}); check "
-                                  "mqtt.ca_file, mqtt.cert_file and mqtt.key_file") from exc
+        secure_client(client, settings)
         client.will_set(self.topics["status"], _json({"state": "offline",
                                                       "device_id": self.device_id,
                                                       "reason": "connection lost"}),

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from edge_agent.errors import BadInputError, StoreError, UploadError
 from edge_agent.results import Box, GeoPoint
 from edge_agent.upload.object_store import ObjectStore, TransientStoreError, sha256_hex
-from edge_agent.upload.privacy import Redactor, to_upload_jpeg
+from edge_agent.upload.privacy import upload_copy
 from gotcha_contracts.errors import ManifestError
 from gotcha_contracts.manifest_build import build_manifest, manifest_bytes
 from gotcha_contracts.rules import DEFAULT_RULES, Rules
@@ -126,6 +126,9 @@ class UploadPhoto:
     location: GeoPoint  # where this photo was taken
     vehicle_box: Box | None = None
     scene_embedding: Sequence[float] | None = None
+    # what to blur, as recorded with the sighting; None: not recorded (see upload_copy)
+    people_boxes: Sequence[Box] | None = ()
+    other_plate_boxes: Sequence[Box] | None = ()
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,8 @@ class StoreOutbox:
             photos.append(UploadPhoto(
                 data=bundle.photo_bytes(i), captured_at=s.captured_at, plate_box=s.plate_box,
                 location=GeoPoint(where["lat"], where["lon"], where["accuracy_m"]),
-                vehicle_box=s.vehicle_box, scene_embedding=doc["photos"][i]["scene_embedding"]))
+                vehicle_box=s.vehicle_box, scene_embedding=doc["photos"][i]["scene_embedding"],
+                people_boxes=s.people_boxes, other_plate_boxes=s.other_plate_boxes))
         return ReportUpload(
             report_id=report.report_id, device_id=report.device_id, plate=doc["plate"],
             plate_confidence=doc["plate_confidence"],
@@ -218,14 +222,16 @@ class UploadSettings:
     backoff_max_s: float = 60.0
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
-    blur: bool = True
+    blur_people: bool = True
+    blur_other_plates: bool = True
 
     @classmethod
     def from_config(cls, upload: Any) -> UploadSettings:
         return cls(max_attempts=upload.max_attempts, backoff_base_s=upload.backoff_base_s,
                    backoff_max_s=upload.backoff_max_s, breaker_failures=upload.breaker_failures,
                    breaker_cooldown_s=upload.breaker_cooldown_s,
-                   blur=upload.blur_people or upload.blur_other_plates)
+                   blur_people=upload.blur_people,
+                   blur_other_plates=upload.blur_other_plates)
 
 
 @dataclass
@@ -249,7 +255,7 @@ class Uploader:
     """One verb: :meth:`run_pass`. :meth:`run` loops it until a stop event is set."""
 
     def __init__(self, objects: ObjectStore, source: OutboxSource,
-                 settings: UploadSettings | None = None, redactor: Redactor | None = None,
+                 settings: UploadSettings | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -257,7 +263,6 @@ class Uploader:
         self.objects = objects
         self.source = source
         self.settings = settings or UploadSettings()
-        self.redactor = redactor if self.settings.blur else None
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.now = now
@@ -266,16 +271,15 @@ class Uploader:
 
     @classmethod
     def from_config(cls, config: Any, store: Any) -> Uploader:
-        """The configured uploader over the device store: object store from ``upload``,
-        retry/breaker settings, and the privacy redactor (vision models load here)."""
+        """The configured uploader over the device store: object store from ``upload`` and
+        retry/breaker/blur settings. No model loads: the blur uses the boxes the pipeline
+        stored with each sighting."""
         from edge_agent.agent import rules_from_config
         from edge_agent.upload.object_store import object_store_from_config
-        from edge_agent.upload.privacy import DetectingRedactor
 
-        settings = UploadSettings.from_config(config.upload)
-        redactor = DetectingRedactor.from_config(config) if settings.blur else None
         return cls(object_store_from_config(config.upload),
-                   StoreOutbox(store, rules_from_config(config)), settings, redactor)
+                   StoreOutbox(store, rules_from_config(config)),
+                   UploadSettings.from_config(config.upload))
 
     # -- calls with retry and breaker
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -318,11 +322,13 @@ class Uploader:
         result = result if result is not None else PassResult()
         prefix = report.prefix
         entries = []
-        for name, photo in zip(PHOTO_NAMES, report.photos, strict=True):
-            if self.redactor is not None:
-                data = self.redactor(photo.data, photo.plate_box)
-            else:
-                data = to_upload_jpeg(photo.data)
+        # both copies first: a photo that cannot be blurred stops the report before any put
+        copies = [upload_copy(photo.data, photo.plate_box, photo.people_boxes,
+                              photo.other_plate_boxes, self.settings.blur_people,
+                              self.settings.blur_other_plates,
+                              f"{name} of report {report.report_id}")
+                  for name, photo in zip(PHOTO_NAMES, report.photos, strict=True)]
+        for name, photo, data in zip(PHOTO_NAMES, report.photos, copies, strict=True):
             key = prefix + name
             self._ensure(key, data, {"report-id": report.report_id}, result)
             entries.append({"sha256": sha256_hex(data), "captured_at": photo.captured_at,
