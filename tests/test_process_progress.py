@@ -36,10 +36,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run_on_terminal(command: list[str]) -> tuple[int, str]:
-    """Run with stdout and stderr on one pseudo-terminal; everything it wrote, and the code."""
+def _run_on_terminal(command: list[str], stdout_to: int | None = None) -> tuple[int, str]:
+    """Run with stderr (and stdout, unless ``stdout_to`` is given) on one pseudo-terminal;
+    everything it wrote there, and the code."""
     main, side = pty.openpty()
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=side, stderr=side,
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                            stdout=side if stdout_to is None else stdout_to, stderr=side,
                             env=_env(), cwd=ROOT)
     os.close(side)
     chunks = []
@@ -72,6 +74,15 @@ def test_json_on_a_terminal_has_no_bar() -> None:
     assert code == 0, seen
     assert "/2 " not in seen and CLEAR not in seen
     json.loads(seen.replace("\r\n", "\n"))  # stdout is the JSON document alone
+
+
+def test_results_piped_on_with_a_terminal_stderr_have_no_bar(tmp_path: Path) -> None:
+    """`gotcha process *.jpg | less`: the bar would scribble over the pager."""
+    with (tmp_path / "out.txt").open("wb") as out:
+        code, seen = _run_on_terminal(_command(), stdout_to=out.fileno())
+    assert code == 0, seen
+    assert "/2 " not in seen and CLEAR not in seen
+    assert "12국1720.jpg  " in (tmp_path / "out.txt").read_text(encoding="utf-8")
 
 
 def test_piped_output_has_no_bar() -> None:

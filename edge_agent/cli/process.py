@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,9 @@ def register(app: typer.Typer) -> None:
             ordered = list(photos) if hook is None else hook.in_capture_order(list(photos))
             failed = 0
             collected = []
-            bar = ProgressBar(len(ordered), enabled=False if json_out else None)
+            # no bar for machines: JSON, or results piped to a file or another program
+            piped = json_out or not ProgressBar.is_terminal(sys.stdout)
+            bar = ProgressBar(len(ordered), enabled=False if piped else None)
             bar.show(0, ordered[0].name if ordered else "")
             try:
                 for done, outcome in enumerate(process_photos(ordered, pipeline,

@@ -22,12 +22,13 @@ class ProgressBar:
                  width: int = 28) -> None:
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self._is_terminal(self.stream) if enabled is None else enabled
+        self.enabled = self.is_terminal(self.stream) if enabled is None else enabled
         self.width = width
         self._drawn = False
 
     @staticmethod
-    def _is_terminal(stream: TextIO) -> bool:
+    def is_terminal(stream: TextIO) -> bool:
+        """Whether ``stream`` is a terminal (False for a closed or replaced stream)."""
         try:
             return stream.isatty()
         except (AttributeError, ValueError):  # a closed or replaced stream
