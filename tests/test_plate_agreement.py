@@ -8,6 +8,7 @@ The real-crop test runs the default rule on set-a + set-b, crops the rule was no
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -122,3 +123,12 @@ def test_process_marks_unsure_reads_and_the_reason(models_dir) -> None:
     assert len(sure) + len(unsure) == len(lines)
     assert any("부산31바6697" in line for line in sure)
     assert any("18어9528" in line and "confidence" in line for line in unsure)
+    as_json = CliRunner().invoke(app, ["process", "--no-lifecycle", "--json",
+                                       *map(str, photos)], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    plates = [p for photo in json.loads(as_json.stdout) for p in photo["plates"]]
+    assert len(plates) == len(lines)
+    for plate in plates:
+        assert plate["sure"] == (plate["unsure_reason"] is None)
+    assert {p["read"]["text"] for p in plates if p["sure"]} >= {"부산31바6697"}
+    assert all(p["read"]["views_checked"] == 5 for p in plates if p["sure"])

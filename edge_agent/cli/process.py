@@ -84,6 +84,19 @@ def _read_text(plate: Any, rule: PlatesConfig) -> str:
     return f"{shown}  conf {read.confidence:.2f}  {verdict}"
 
 
+def outcome_dict(outcome: PhotoOutcome, rule: PlatesConfig) -> dict[str, object]:
+    """The JSON of one photo, each plate marked ``sure`` (evidence under ``rule``) or not, with
+    the reason, as the table marks it."""
+    doc = outcome.to_dict()
+    plate_docs = doc.get("plates")
+    if outcome.result is not None and isinstance(plate_docs, list):
+        for plate_doc, plate in zip(plate_docs, outcome.result.plates, strict=True):
+            reason = unsure_reason(plate.read, rule)
+            plate_doc["sure"] = reason is None
+            plate_doc["unsure_reason"] = reason
+    return doc
+
+
 def format_outcome(outcome: PhotoOutcome, rule: PlatesConfig) -> list[str]:
     """Readable lines for one photo."""
     result = outcome.result
@@ -144,7 +157,7 @@ def register(app: typer.Typer) -> None:
                         failed += 1
                         error(outcome.error)
                     if json_out:
-                        doc = outcome.to_dict()
+                        doc = outcome_dict(outcome, cfg.plates)
                         if hook is not None:
                             doc["lifecycle"] = hook.to_dicts(outcome.path)
                         collected.append(doc)
