@@ -109,6 +109,19 @@ class VisionConfig(Section):
                                       "nothing in the whole frame.")
     text_detector: str = Field("ppocrv4-det", description="models.toml id of the text detector "
                                "used without a plate detector or as its fallback.")
+    plate_search_top: float = Field(0.3, ge=0, lt=1, description="Share of an upright "
+                                    "vehicle box's height, from its top, left out of the plate "
+                                    "search: plates sit on the lower part of a vehicle, and "
+                                    "every pixel searched costs text-detector time.")
+    text_vehicle_side: int = Field(480, ge=64, le=4096, description="Longest side (pixels) a "
+                                   "vehicle's search region is scaled to for the text detector "
+                                   "(a larger one is shrunk: the plate is still wide enough to "
+                                   "find; time grows with the square of this).")
+    text_vehicle_zoom: float = Field(2.0, ge=1, le=16, description="Most a small vehicle's "
+                                     "search region is enlarged for the text detector; a plate "
+                                     "on a vehicle this far away is too small to read anyway.")
+    text_batch: int = Field(4, ge=1, le=32, description="Vehicle regions given to the text "
+                            "detector in one run (padded to one size); 1 runs them one by one.")
 
 
 class PlatesConfig(Section):
