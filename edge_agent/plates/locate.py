@@ -28,6 +28,7 @@ from edge_agent.results import Box, Vehicle
 from edge_agent.vision.text_detector import (
     TextDetector,
     TextRegion,
+    db_input_size,
     group_plate_candidates,
     order_quad,
     scaled_input_size,
@@ -87,12 +88,12 @@ def text_plate_quad(points: np.ndarray, width: int, height: int) -> np.ndarray:
 def search_regions(vehicles: Sequence[Vehicle], margin: float, top: float, width: int,
                    height: int) -> Detections:
     """Where each vehicle's plate is searched: its box grown by ``margin`` of its size on each
-    side, less the top ``top`` share of its height (a plate sits on a vehicle's lower part),
-    clipped to the ``width`` x ``height`` photo."""
-    grown = Detections.from_boxes([v.box for v in vehicles]).grow(margin, margin, width, height)
+    side; with ``top`` > 0 it starts that share of its height below its top instead (a plate
+    sits on a vehicle's lower part). Clipped to the ``width`` x ``height`` photo."""
+    grown = Detections.from_boxes([v.box for v in vehicles]).grow(
+        margin, (0.0 if top > 0 else margin, margin), width, height)
     xyxy = grown.xyxy.copy()
-    xyxy[:, 1] = np.maximum(xyxy[:, 1], [v.box.y1 + top * (v.box.y2 - v.box.y1)
-                                         for v in vehicles])
+    xyxy[:, 1] += top * np.array([v.box.y2 - v.box.y1 for v in vehicles])
     return Detections(xyxy, grown.scores, grown.class_ids)
 
 
@@ -176,7 +177,9 @@ class PlateLocator:
         """Plate candidates from text lines, with their tilted ``quad`` in photo pixels."""
         assert self.text_detector is not None
         height, width = image.shape[:2]
-        return _text_plates(self.text_detector.detect(image), width, height, offset)
+        size = db_input_size(width, height, self.text_detector.limit_side,
+                             self.vision.text_min_side)
+        return _text_plates(self.text_detector.detect(image, size=size), width, height, offset)
 
     def _text_on_vehicles(self, crops: list[tuple[np.ndarray, tuple[int, int]]]
                           ) -> list[Detections]:
