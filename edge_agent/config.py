@@ -110,24 +110,18 @@ class VisionConfig(Section):
     text_detector: str = Field("ppocrv4-det", description="models.toml id of the text detector "
                                "used without a plate detector or as its fallback.")
     plate_search_top: float = Field(0.3, ge=0, lt=1, description="Share of an upright "
-                                    "vehicle box's height, from its top, left out of the plate "
-                                    "search: plates sit on the lower part of a vehicle, and "
-                                    "every pixel searched costs text-detector time.")
-    text_vehicle_side: int = Field(640, ge=64, le=4096, description="Longest side (pixels) a "
-                                   "vehicle's search region is scaled to for the text detector "
-                                   "(a larger one is shrunk: the plate is still wide enough to "
-                                   "find; time grows with the square of this).")
+                                    "vehicle's height, from its top, not searched for its plate "
+                                    "(plates sit low; each pixel costs text-detector time).")
+    text_vehicle_side: int = Field(640, ge=64, le=4096, description="Longest side a vehicle's "
+                                   "search region is scaled to for the text detector (time grows "
+                                   "with its square; plates on buses need 640).")
     text_vehicle_zoom: float = Field(2.0, ge=1, le=16, description="Most a small vehicle's "
-                                     "search region is enlarged for the text detector; a plate "
-                                     "on a vehicle this far away is too small to read anyway.")
-    text_min_side: int = Field(256, ge=32, le=2048, description="Short side (pixels) a small "
-                               "whole photo, e.g. a close-up of a plate, is enlarged to for the "
-                               "text detector (its long side stays within 960); a close-up's "
-                               "characters are large already, and time grows with the square "
-                               "of this.")
-    text_batch: int = Field(1, ge=1, le=32, description="Vehicle regions given to the text "
-                            "detector in one run (padded to one size); 1 runs them one by one, "
-                            "which measured faster on a 2-core x86 CPU and needs less memory.")
+                                     "region is enlarged for the text detector.")
+    text_min_side: int = Field(256, ge=32, le=2048, description="Short side a small whole photo "
+                               "(a plate close-up) is enlarged to for the text detector; its "
+                               "long side stays within 960.")
+    text_batch: int = Field(1, ge=1, le=32, description="Vehicle regions per text-detector run, "
+                            "padded to one size; 1 (one by one) measured faster on 2 cores.")
 
 
 class PlatesConfig(Section):
