@@ -110,6 +110,19 @@ class VisionConfig(Section):
                                       "nothing in the whole frame.")
     text_detector: str = Field("ppocrv4-det", description="models.toml id of the text detector "
                                "used without a plate detector or as its fallback.")
+    plate_search_top: float = Field(0.3, ge=0, lt=1, description="Share of an upright "
+                                    "vehicle's height, from its top, not searched for its plate "
+                                    "(plates sit low; each pixel costs text-detector time).")
+    text_vehicle_side: int = Field(640, ge=64, le=4096, description="Longest side a vehicle's "
+                                   "search region is scaled to for the text detector (time grows "
+                                   "with its square; plates on buses need 640).")
+    text_vehicle_zoom: float = Field(2.0, ge=1, le=16, description="Most a small vehicle's "
+                                     "region is enlarged for the text detector.")
+    text_min_side: int = Field(256, ge=32, le=2048, description="Short side a small whole photo "
+                               "(a plate close-up) is enlarged to for the text detector; its "
+                               "long side stays within 960.")
+    text_batch: int = Field(1, ge=1, le=32, description="Vehicle regions per text-detector run, "
+                            "padded to one size; 1 (one by one) measured faster on 2 cores.")
 
 
 class PlatesConfig(Section):

@@ -96,7 +96,10 @@ def test_an_input_the_model_refuses_is_a_model_error(crnn: ModelRunner) -> None:
 def test_no_module_but_the_runner_holds_an_onnxruntime_session() -> None:
     """Every model runs through ModelRunner: nothing else opens or reaches into a session."""
     pattern = re.compile(r"\.session\b|InferenceSession|create_session")
-    own = {Path("edge_agent/inference/runner.py"), Path("edge_agent/inference/session.py")}
+    own = {Path("edge_agent/inference/runner.py"), Path("edge_agent/inference/session.py"),
+           # times the sessions of the third-party engine the issue compares with (RapidOCR,
+           # the naive whole-photo baseline); none of our models runs there
+           Path("scripts/bench_naive.py")}
     offenders = [
         f"{path.relative_to(REPO)}:{number}"
         for folder in ("edge_agent", "scripts") for path in sorted((REPO / folder).rglob("*.py"))

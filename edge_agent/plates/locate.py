@@ -25,7 +25,14 @@ from edge_agent.inference.preprocess import PAD_VALUE
 from edge_agent.inference.runner import InferenceClock
 from edge_agent.plates.deskew import deskew_plate, warp_quad
 from edge_agent.results import Box, Vehicle
-from edge_agent.vision.text_detector import TextDetector, group_plate_candidates, order_quad
+from edge_agent.vision.text_detector import (
+    TextDetector,
+    TextRegion,
+    db_input_size,
+    group_plate_candidates,
+    order_quad,
+    scaled_input_size,
+)
 from edge_agent.vision.yolo_model import YoloModel
 
 log = logging.getLogger(__name__)
@@ -76,6 +83,18 @@ def text_plate_quad(points: np.ndarray, width: int, height: int) -> np.ndarray:
     quad[:, 0] = np.clip(quad[:, 0], 0, width)
     quad[:, 1] = np.clip(quad[:, 1], 0, height)
     return order_quad(quad)
+
+
+def search_regions(vehicles: Sequence[Vehicle], margin: float, top: float, width: int,
+                   height: int) -> Detections:
+    """Where each vehicle's plate is searched: its box grown by ``margin`` of its size on each
+    side; with ``top`` > 0 it starts that share of its height below its top instead (a plate
+    sits on a vehicle's lower part). Clipped to the ``width`` x ``height`` photo."""
+    grown = Detections.from_boxes([v.box for v in vehicles]).grow(
+        margin, (0.0 if top > 0 else margin, margin), width, height)
+    xyxy = grown.xyxy.copy()
+    xyxy[:, 1] += top * np.array([v.box.y2 - v.box.y1 for v in vehicles])
+    return Detections(xyxy, grown.scores, grown.class_ids)
 
 
 def owner_of(plate: Box, vehicles: Sequence[Vehicle]) -> int | None:
@@ -158,30 +177,36 @@ class PlateLocator:
         """Plate candidates from text lines, with their tilted ``quad`` in photo pixels."""
         assert self.text_detector is not None
         height, width = image.shape[:2]
-        regions = self.text_detector.detect(image)
-        quads, scores = [], []
-        for (x1, y1, x2, y2), score in group_plate_candidates(regions):
-            members = [r.quad for r in regions
-                       if x1 - 1 <= r.quad[:, 0].mean() <= x2 + 1
-                       and y1 - 1 <= r.quad[:, 1].mean() <= y2 + 1]
-            quads.append(text_plate_quad(np.concatenate(members), width, height))
-            scores.append(score)
-        if not quads:
-            return Detections.empty()
-        corners = np.stack(quads)
-        xyxy = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
-        found = Detections(xyxy, np.asarray(scores, np.float32), np.zeros(len(quads), np.int64))
-        return found.shift(*offset).with_data(quad=corners + np.array(offset, np.float32),
-                                              source=_sources("text", len(found)))
+        size = db_input_size(width, height, self.text_detector.limit_side,
+                             self.vision.text_min_side)
+        return _text_plates(self.text_detector.detect(image, size=size), width, height, offset)
+
+    def _text_on_vehicles(self, crops: list[tuple[np.ndarray, tuple[int, int]]]
+                          ) -> list[Detections]:
+        """The largest text block of each vehicle crop (its plate), the crops run through the
+        text detector ``vision.text_batch`` at a time, similar sizes together."""
+        assert self.text_detector is not None
+        vision = self.vision
+        sizes = [scaled_input_size(c.shape[1], c.shape[0], vision.text_vehicle_side,
+                                   vision.text_vehicle_zoom) for c, _ in crops]
+        order = sorted(range(len(crops)), key=lambda i: sizes[i][0] * sizes[i][1], reverse=True)
+        found: list[Detections] = []
+        for start in range(0, len(order), vision.text_batch):
+            chunk = order[start:start + vision.text_batch]
+            regions = self.text_detector.detect_batch([crops[i][0] for i in chunk],
+                                                      [sizes[i] for i in chunk])
+            for i, lines in zip(chunk, regions, strict=True):
+                crop, offset = crops[i]
+                found.append(_text_plates(lines, crop.shape[1], crop.shape[0], offset)[:1])
+        return found
 
     def _on_vehicles(self, image: np.ndarray, vehicles: Sequence[Vehicle], turned: bool = False
                      ) -> Detections:
         height, width = image.shape[:2]
-        margin = self.vision.plate_vehicle_margin
-        regions = Detections.from_boxes([v.box for v in vehicles]).grow(margin, margin,
-                                                                          width, height)
+        top = 0.0 if turned else self.vision.plate_search_top  # turned: the plate is sideways
+        regions = search_regions(vehicles, self.vision.plate_vehicle_margin, top, width, height)
         order = sorted(range(len(vehicles)), key=lambda i: vehicles[i].box.area, reverse=True)
-        parts = []
+        parts, crops = [], []
         for index in order[:MAX_VEHICLES]:
             x1, y1, _, _ = regions.pixel_box(index)
             crop = regions.crop(image, index)
@@ -193,7 +218,9 @@ class PlateLocator:
                     found = self._detect_turned(crop, (x1, y1))
                 parts.append(found.with_data(source=_sources("detector", len(found))))
             else:  # the largest text block on a vehicle is its plate
-                parts.append(self._text_candidates(crop, (x1, y1))[:1])
+                crops.append((crop, (x1, y1)))
+        if crops:
+            parts.extend(self._text_on_vehicles(crops))
         found = Detections.merge(parts).nms(PLATE_NMS_IOU, per_class=False)
         owners = [owner_of(box, vehicles) for box in found]
         return found.with_data(vehicle_index=np.array(
@@ -248,3 +275,23 @@ class PlateLocator:
 def _sources(source: str, count: int) -> np.ndarray:
     """The ``source`` data of ``count`` plates found the same way (detector or text)."""
     return np.full(count, source)
+
+
+def _text_plates(regions: list[TextRegion], width: int, height: int,
+                 offset: tuple[float, float]) -> Detections:
+    """Plate candidates from the text lines found in a ``width`` x ``height`` image, largest
+    first, with their tilted ``quad``, shifted by ``offset`` into photo pixels."""
+    quads, scores = [], []
+    for (x1, y1, x2, y2), score in group_plate_candidates(regions):
+        members = [r.quad for r in regions
+                   if x1 - 1 <= r.quad[:, 0].mean() <= x2 + 1
+                   and y1 - 1 <= r.quad[:, 1].mean() <= y2 + 1]
+        quads.append(text_plate_quad(np.concatenate(members), width, height))
+        scores.append(score)
+    if not quads:
+        return Detections.empty()
+    corners = np.stack(quads)
+    xyxy = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+    found = Detections(xyxy, np.asarray(scores, np.float32), np.zeros(len(quads), np.int64))
+    return found.shift(*offset).with_data(quad=corners + np.array(offset, np.float32),
+                                          source=_sources("text", len(found)))
