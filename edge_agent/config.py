@@ -51,19 +51,28 @@ class DeviceConfig(Section):
 
 
 class ModelsConfig(Section):
+    """Which models.toml entries run. The defaults are all permissive (Apache-2.0) and reach a
+    machine through scripts/setup.sh: the vehicle detector and the scene embedder are pinned
+    downloads (`gotcha models fetch`), the text detector that finds plates ships in the
+    rapidocr-onnxruntime wheel, the plate reader in models/. The AGPL-3.0 detectors
+    (yolov8n-coco, plate-yolov8n) are options, never defaults: an Apache-2.0 project must run
+    without them. A default download that is absent is left out with a note
+    (edge_agent/inference/optional.py); a broken one is an error."""
+
     dir: Path = Field(REPO_ROOT / "models",
                       description="Folder holding model files named in models.toml.")
     catalog: Path = Field(REPO_ROOT / "models" / "models.toml",
                           description="The models.toml describing every model.")
-    vehicle_detector: str | None = Field("yolov8n-coco", description="models.toml id of the "
+    vehicle_detector: str | None = Field("yolox-nano", description="models.toml id of the "
                                          "vehicle detector; empty to search plates in the whole "
                                          "frame.")
-    plate_detector: str | None = Field("plate-yolov8n", description="models.toml id of the plate "
-                                       "detector; empty to use PaddleOCR text detection.")
+    plate_detector: str | None = Field(None, description="models.toml id of a plate detector "
+                                       "(e.g. the AGPL-3.0 plate-yolov8n); empty to find plates "
+                                       "with the PaddleOCR text detector (vision.text_detector).")
     plate_reader: str = Field("gotcha-kr-plate-crnn", description="models.toml id of the plate "
                               "recogniser (CTC).")
-    scene_embedder: str | None = Field("mobilenetv2-imagenet", description="models.toml id of the "
-                                       "scene embedding model; empty for geometry only.")
+    scene_embedder: str | None = Field("mobilenetv2-zoo-int8", description="models.toml id of "
+                                       "the scene embedding model; empty for geometry only.")
     providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
         ["tensorrt", "cuda", "cpu"], min_length=1,
         description="Execution providers in order of preference; missing ones are skipped.")

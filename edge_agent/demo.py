@@ -31,7 +31,6 @@ DEMO_PLATE = "123가4567"
 DEMO_PLACE = GeoPoint(37.5663, 126.9779, 4.0)  # a kerb near Seoul City Hall
 DEMO_GAP_S = 70.0
 SIZE = (1280, 720)
-OPTIONAL_MODELS = ("vehicle_detector", "plate_detector", "scene_embedder")
 
 
 @dataclass
@@ -160,24 +159,13 @@ def write_demo_photos(folder: Path, first_at: datetime, moved_px: int = 0) -> li
 
 def demo_config(config: GotchaConfig, folder: Path) -> tuple[GotchaConfig, list[str]]:
     """The config with the demo's own store, and optional models that are absent left out."""
-    from edge_agent.inference.catalog import load_catalog
+    from edge_agent.inference.optional import without_absent
 
-    cfg = config.model_copy(deep=True)
+    cfg, notes = without_absent(config)
     cfg.store.path = folder / "gotcha.db"
     cfg.store.photo_dir = folder / "photos"
     cfg.upload.local_dir = folder / "outbox-store"
     cfg.device.zone = "sidewalk"
-    catalog = load_catalog(cfg.models.catalog)
-    notes = []
-    for role in OPTIONAL_MODELS:
-        model_id = getattr(cfg.models, role)
-        spec = catalog.get(model_id) if model_id else None
-        if model_id and (spec is None or spec.find(cfg.models.dir) is None):
-            setattr(cfg.models, role, None)
-            notes.append(f"{role} {model_id} is not on this machine: "
-                         + {"vehicle_detector": "plates are searched in the whole frame",
-                            "plate_detector": "PaddleOCR text detection finds the plate",
-                            "scene_embedder": "scene compared by geometry alone"}[role])
     return cfg, notes
 
 

@@ -274,9 +274,13 @@ def test_list_shows_where_each_model_is_and_its_checksum(config_file: Path,
     assert rows["yolov8n-coco"]["found_in"] == "models.dir"
     assert rows["yolov8n-coco"]["sha256"] == "ok"
     assert rows["yolov8n-coco"]["size"] == (models_dir / "yolov8n-coco-int8.onnx").stat().st_size
-    assert rows["yolov8n-coco"]["in_use"] is True
+    assert rows["yolov8n-coco"]["in_use"] is False  # AGPL-3.0: an option, never a default
+    assert rows["yolox-nano-coco"]["in_use"] is True  # the default's test twin (conftest)
     assert rows["ppocrv4-rec"]["found_in"] == "package"
-    assert rows["mobilenetv2-zoo-int8"]["found_in"] == "missing"
+    assert rows["ppocrv4-det"]["in_use"] is True  # finds the plates: no plate detector
+    for model_id in ("mobilenetv2-zoo-int8", "yolox-nano"):  # downloads (setup.sh fetches)
+        fetched = (BUNDLED_DIR / rows[model_id]["file"]).is_file()
+        assert rows[model_id]["found_in"] == ("bundled" if fetched else "missing")
     code, out, _ = _run("models", "list", "--config", str(config_file))
     assert code == 0 and "yolox-nano-coco" in out and "Apache-2.0" in out
 
@@ -309,6 +313,6 @@ def test_verify_without_ids_checks_what_the_configuration_uses(config_file: Path
     code, out, err = _run("models", "verify", "--config", str(config_file), "--json")
     assert code == 0, out + err
     results = {row["id"]: row for row in json.loads(out)}
-    assert set(results) == {"yolov8n-coco", "plate-yolov8n", "ppocrv4-rec",
-                            "mobilenetv2-imagenet", "ppocrv4-det"}
+    assert set(results) == {"yolox-nano-coco", "ppocrv4-rec", "mobilenetv2-imagenet",
+                            "ppocrv4-det"}
     assert all(row["ok"] for row in results.values())

@@ -240,7 +240,7 @@ def test_real_plates_with_the_plate_typeface_six_read_right(reader: KoreanPlateR
 
 
 def test_ppocrv4_recogniser_loads_through_the_recogniser(config) -> None:
-    pytest.importorskip("rapidocr_onnxruntime", reason="rapidocr-onnxruntime not installed")
+    need_rapidocr()
     spec = CATALOG["ppocrv4-rec"]
     paddle = CtcRecogniser.from_spec(spec, spec.resolve(config.models.dir), config)
     assert len(paddle.charset) == 6625  # blank + 6623 characters + space

@@ -64,7 +64,7 @@ def test_people_are_found_but_never_reported_as_vehicles(models_dir: Path) -> No
 
 
 def test_text_detector_locates_plates_without_a_plate_detector(models_dir: Path) -> None:
-    pytest.importorskip("rapidocr_onnxruntime")
+    need_rapidocr()
     config = _config(models_dir, plate_detector=None)
     locator = PlateLocator.from_config(config)
     assert locator.detector is None and locator.text_detector is not None
@@ -162,7 +162,7 @@ def cli_env(models_dir: Path, tmp_path: Path) -> dict[str, str]:
 
 
 def test_process_batch_with_a_corrupt_photo(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    pytest.importorskip("rapidocr_onnxruntime")
+    need_rapidocr()
     app = _app()
     scenes = shared_path(SCENES)
     corrupt = tmp_path / "corrupt.jpg"

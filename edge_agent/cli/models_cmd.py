@@ -18,6 +18,7 @@ from edge_agent.cli.common import (
     error,
     get_config,
 )
+from edge_agent.config import GotchaConfig
 from edge_agent.errors import GotchaError
 from edge_agent.inference.catalog import get_spec, load_catalog
 from edge_agent.inference.fetch import fetch_model
@@ -27,6 +28,7 @@ from edge_agent.inference.inventory import (
     model_status,
     verify_model,
 )
+from edge_agent.inference.optional import WITHOUT, what_still_works
 
 models_app = typer.Typer(help="List, verify and download the models named in models.toml.",
                          no_args_is_help=True)
@@ -95,9 +97,33 @@ def verify(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+def _fetch_ids(cfg: GotchaConfig, ids: list[str] | None, configured: bool) -> dict[str, str]:
+    """model id -> the configuration's role for it ("" when not configured): the ids named,
+    and with ``configured`` every configured model that has a pinned url."""
+    used = configured_ids(cfg)
+    chosen = {model_id: used.get(model_id, "") for model_id in ids or []}
+    if configured:
+        catalog = load_catalog(cfg.models.catalog)
+        pinned = {i: kind for i, kind in used.items() if i in catalog and catalog[i].url}
+        chosen = {**pinned, **chosen}
+    return chosen
+
+
+def _failed_line(cfg: GotchaConfig, model_id: str, role: str, exc: GotchaError) -> str:
+    """One line for a model that did not come: what is missing, what still works, the retry."""
+    if role not in WITHOUT:
+        return str(exc)
+    return (f"{model_id} not downloaded ({exc}); until then {what_still_works(role, cfg)}; "
+            f"retry: gotcha models fetch {model_id}")
+
+
 @models_app.command("fetch")
 def fetch(
-    ids: Annotated[list[str], typer.Argument(help="Model ids to download.", show_default=False)],
+    ids: Annotated[list[str] | None, typer.Argument(help="Model ids to download.",
+                                                    show_default=False)] = None,
+    configured: Annotated[bool, typer.Option(
+        "--configured", help="Also every model the configuration uses that has a pinned url "
+        "(what scripts/setup.sh runs).")] = False,
     dest: Annotated[Path | None, typer.Option(
         "--dest", help="Folder to put the files in (default: models.dir).", show_default=False)]
     = None,
@@ -109,11 +135,16 @@ def fetch(
                                            help="Seconds to wait for the server.")] = 30.0,
     config: ConfigOption = None,
 ) -> None:
-    """Download models from their pinned source: atomic, resumable, verified by sha256."""
+    """Download models from their pinned source: atomic, resumable, verified by sha256.
+    A model that cannot come is one line: what is missing, what works without it, the retry."""
     cfg = get_config(config)
     with cli_errors():
         catalog = load_catalog(cfg.models.catalog)
-        specs = [get_spec(catalog, model_id) for model_id in ids]
+        roles = _fetch_ids(cfg, ids, configured)
+        specs = [get_spec(catalog, model_id) for model_id in roles]
+    if not specs:
+        error("name the model ids to download, or pass --configured")
+        raise typer.Exit(EXIT_SOME_FAILED)
     if url and len(specs) != 1:
         error("--url names one file; pass a single model id with it")
         raise typer.Exit(EXIT_SOME_FAILED)
@@ -123,7 +154,7 @@ def fetch(
         try:
             result = fetch_model(spec, folder, url=url, timeout=timeout)
         except GotchaError as exc:
-            error(str(exc))
+            error(_failed_line(cfg, spec.id, roles[spec.id], exc))
             failed += 1
             continue
         if result.already_present:

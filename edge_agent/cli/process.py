@@ -138,8 +138,12 @@ def register(app: typer.Typer) -> None:
         cfg = get_config(config)
         with cli_errors():
             from edge_agent.agent import LifecycleHook
+            from edge_agent.inference.optional import without_absent
             from edge_agent.vision.pipeline import VisionPipeline
 
+            cfg, notes = without_absent(cfg)
+            for note in notes:  # once per run, before the photos: a missing download
+                typer.echo(f"note: {note}", err=True)
             pipeline = VisionPipeline.from_config(cfg)
             hook = None if no_lifecycle else LifecycleHook.open(cfg)
             ordered = list(photos) if hook is None else hook.in_capture_order(list(photos))

@@ -54,9 +54,13 @@ def _replayer(cfg: GotchaConfig) -> tuple[Replay, Callable[[], None]]:
     """Vision and the lifecycle, to read kept photos again; and how to close them."""
     from edge_agent.agent import Agent
     from edge_agent.errors import BadInputError
+    from edge_agent.inference.optional import without_absent
     from edge_agent.io.photo import decode_photo
     from edge_agent.vision.pipeline import VisionPipeline
 
+    cfg, notes = without_absent(cfg)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     pipeline = VisionPipeline.from_config(cfg)
     agent = Agent.open(cfg)
 

@@ -53,10 +53,13 @@ class VisionService:
 
     @classmethod
     def from_config(cls, config: GotchaConfig) -> VisionService:
-        """Load every model now (ConfigError / ModelError), so a broken model stops the start."""
+        """Load every model now (ConfigError / ModelError), so a broken model stops the start;
+        an optional model whose file is absent is left out with one warning."""
+        from edge_agent.inference.optional import usable_config
         from edge_agent.vision.pipeline import VisionPipeline
         from edge_agent.vision.scene import SceneMatcher
 
+        config = usable_config(config)
         return cls(config, VisionPipeline.from_config(config), SceneMatcher.from_config(config))
 
     def models(self) -> dict[str, str | None]:
