@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import need, shared_path
+from conftest import need, need_rapidocr, shared_path
 
 from edge_agent.config import load_config
 from edge_agent.errors import BadInputError, ModelError

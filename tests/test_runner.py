@@ -257,15 +257,21 @@ breaker_cooldown_s = 1.0""")
     runner.close()
     assert runner.heartbeat()["outbox_depth"] == 0
 
-def test_missing_model_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+def test_broken_model_stops_the_start_with_a_clear_error(tmp_path: Path,
+                                                         models_dir: Path) -> None:
+    """A damaged model file stops the start; only an absent optional one is left out."""
     watched = tmp_path / "incoming"
     watched.mkdir()
-    config = load_config(None, environ={"GOTCHA_MODEL_DIR": str(tmp_path / "no-models"),
+    folder = tmp_path / "models"
+    folder.mkdir()
+    data = (models_dir / "yolox-nano-coco.onnx").read_bytes()
+    (folder / "yolox-nano-coco.onnx").write_bytes(data[: len(data) // 2])
+    config = load_config(None, environ={"GOTCHA_MODEL_DIR": str(folder),
                                         "GOTCHA_STORE__PATH": str(tmp_path / "g.db"),
                                         "GOTCHA_STORE__PHOTO_DIR": str(tmp_path / "photos")})
-    config.models.vehicle_detector = "yolox-nano-coco"  # never bundled with the package
+    config.models.vehicle_detector = "yolox-nano-coco"
     runner = DeviceRunner(config, RunnerSettings(watch_dir=watched, **FAST))
-    with pytest.raises(ModelError, match="yolox-nano-coco"):
+    with pytest.raises(ModelError, match=r"yolox-nano-coco.*sha256"):
         runner.start()
     assert not [t for t in threading.enumerate() if t.name in
                 ("gotcha-capture", "gotcha-upload", "gotcha-maintenance")]

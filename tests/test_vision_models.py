@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import shared_path
+from conftest import need_rapidocr, shared_path
 from typer.testing import CliRunner
 
 from edge_agent.config import GotchaConfig, load_config
@@ -189,9 +189,14 @@ def test_process_batch_with_a_corrupt_photo(tmp_path: Path, cli_env: dict[str, s
     assert "truncated" in by_name["corrupt.jpg"]["error"]
 
 
-def test_process_exit_2_when_a_model_is_broken(tmp_path: Path, cli_env: dict[str, str]) -> None:
+def test_process_exit_2_when_a_model_is_broken(tmp_path: Path, cli_env: dict[str, str],
+                                               models_dir: Path) -> None:
+    """Present but damaged is an error (an absent file would be left out with a note)."""
     app = _app()
-    env = {**cli_env, "GOTCHA_MODEL_DIR": str(tmp_path)}  # no model files there
+    data = (models_dir / "yolox-nano-coco.onnx").read_bytes()
+    (tmp_path / "yolox-nano-coco.onnx").write_bytes(data[: len(data) // 2])
+    env = {**cli_env, "GOTCHA_MODEL_DIR": str(tmp_path),
+           "GOTCHA_MODELS__VEHICLE_DETECTOR": "yolox-nano-coco"}
     photo = shared_path(SCENES) / "803.jpg"
     result = CliRunner().invoke(app, ["process", str(photo)], env=env)
     assert result.exit_code == 2
