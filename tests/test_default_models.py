@@ -50,6 +50,22 @@ def test_every_shipped_default_model_is_permissive_and_reaches_the_machine() -> 
     assert {k: example["models"].get(k) for k in SHIPPED_MODELS} == SHIPPED_MODELS
 
 
+def test_the_test_twins_take_and_give_what_the_defaults_do() -> None:
+    """The suite runs the twins in conftest.TEST_TWINS in the defaults' place: they must be fed
+    and decoded the same way, or the suite would not be testing the defaults."""
+    from conftest import TEST_TWINS
+
+    contract = ("kind", "input_size", "color", "scale", "mean", "std", "layout", "letterbox",
+                "labels")
+    for role, twin in TEST_TWINS.items():
+        if twin is None:
+            assert SHIPPED_MODELS[role] is None
+            continue
+        default, test = CATALOG[str(SHIPPED_MODELS[role])], CATALOG[twin]
+        assert default.license == test.license
+        assert [getattr(default, k) for k in contract] == [getattr(test, k) for k in contract]
+
+
 def test_fresh_checkout_offline_reads_the_e2e_dev_plates(tmp_path: Path) -> None:
     """`gotcha process` as a fresh checkout runs it after an offline setup: no GOTCHA_MODEL_DIR,
     models.dir an empty folder, so no vehicle detector and no embedder file (unless the
@@ -111,8 +127,8 @@ def test_an_absent_vehicle_detector_is_one_note_and_a_broken_one_an_error(
     assert out.exit_code == 0, out.stderr
     notes = [line for line in out.stderr.splitlines() if line.strip()]
     assert notes == ["note: vehicle detector yolox-nano-coco is not on this machine: plates are "
-                     "searched in the whole frame by the text detector (slower, no vehicle "
-                     "boxes), and reports wait in the outbox (the privacy blur needs it); copy "
+                     "searched in the whole frame by the text detector (no vehicle boxes), "
+                     "and reports wait in the outbox (the privacy blur needs it); copy "
                      "yolox-nano-coco.onnx into models.dir to add it"]
     docs = json.loads(out.stdout)
     assert all(d["ok"] and d["vehicles"] == [] for d in docs)

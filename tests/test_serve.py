@@ -58,7 +58,7 @@ def _service(server: ServiceServer):
 def test_healthz_and_readyz_need_no_key(server: ServiceServer) -> None:
     status, body = call_json(server.url + "/healthz", key=None)
     assert status == 200 and body["status"] == "ok"
-    assert body["models"]["vehicle_detector"] == "yolov8n-coco"
+    assert body["models"]["vehicle_detector"] == "yolox-nano-coco"  # the default's twin
     assert body["models"]["scene_embedder"] == "mobilenetv2-imagenet"
     assert call_json(server.url + "/readyz", key=None) == (200, {"ready": True, "reason": None})
 

@@ -200,8 +200,9 @@ def test_process_exit_2_when_a_model_is_broken(tmp_path: Path, cli_env: dict[str
     photo = shared_path(SCENES) / "803.jpg"
     result = CliRunner().invoke(app, ["process", str(photo)], env=env)
     assert result.exit_code == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: model")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: model yolox-nano-coco")
+    assert "sha256" in errors[0]
 
 
 def test_process_photos_calls_the_hook_for_good_photos_only(models_dir: Path,

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 #: config.models field -> what still works without that model
 WITHOUT = {
     "vehicle_detector": "plates are searched in the whole frame by the text detector "
-                        "(slower, no vehicle boxes)",
+                        "(no vehicle boxes)",
     "plate_detector": "the text detector finds the plates",
     "scene_embedder": "scenes are compared by geometry alone",
 }
