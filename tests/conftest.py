@@ -41,7 +41,8 @@ def _use_test_twins() -> dict[str, object]:
     shipped = {role: fields[role].default for role in TEST_TWINS}
     for role, twin in TEST_TWINS.items():
         fields[role].default = twin
-        os.environ[f"GOTCHA_MODELS__{role.upper()}"] = twin or ""
+        if twin is not None:  # (none is the shipped default too: an empty value would differ)
+            os.environ[f"GOTCHA_MODELS__{role.upper()}"] = twin
     ModelsConfig.model_rebuild(force=True)
     GotchaConfig.model_rebuild(force=True)
     return shipped

@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import tomllib
 import unicodedata
 from pathlib import Path
@@ -170,3 +171,43 @@ def test_the_setups_fetch_without_a_network_is_one_line_per_model_and_exit_0(
         assert line.startswith(f"error: {model_id} not downloaded (cannot reach 127.0.0.1"), line
         assert works in line and line.endswith(f"retry: gotcha models fetch {model_id}"), line
     assert not list((tmp_path / "models").iterdir())  # nothing half-written left behind
+
+
+def test_gotcha_run_without_the_downloads_confirms_and_keeps_the_report(
+        tmp_path: Path, caplog) -> None:
+    """`gotcha run` offline: the two absent models are one warning each at start, the demo's
+    parked car is still confirmed, and its report waits in the outbox (the privacy blur needs
+    the vehicle detector), so nothing leaves the device unblurred."""
+    import logging
+    from datetime import UTC, datetime, timedelta
+
+    from test_runner import FAST, drop, until, write_config
+
+    from edge_agent.demo import write_demo_photos
+    from edge_agent.run_settings import RunnerSettings
+    from edge_agent.runner import DeviceRunner
+
+    empty = tmp_path / "models"
+    empty.mkdir()
+    (tmp_path / "device").mkdir()
+    config = write_config(tmp_path / "device" / "gotcha.toml", empty, free_port())  # no broker
+    photos = write_demo_photos(tmp_path / "roll", datetime.now(UTC) - timedelta(seconds=120))
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    runner = DeviceRunner(config, RunnerSettings(watch_dir=watched, upload_every_s=0.2, **FAST))
+    try:
+        with caplog.at_level(logging.WARNING):
+            runner.start()
+        for photo in photos:
+            drop(photo, watched)
+        until(lambda: runner.stats.count("confirmed") == 1, 60, "the confirmed report")
+        assert runner.heartbeat()["outbox_depth"] == 1
+        assert "gotcha-upload" not in {t.name for t in threading.enumerate()}
+    finally:
+        runner.close()
+    assert runner.error is None
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    for text in ("vehicle detector yolox-nano-coco is not on this machine",
+                 "scene embedder mobilenetv2-imagenet is not on this machine",
+                 "uploads wait in the outbox"):
+        assert sum(text in line for line in said) == 1, said
