@@ -38,13 +38,19 @@ def _runner_env() -> dict[str, str | None]:
     return {k: None for k in os.environ if k.startswith("GOTCHA_")}
 
 
-def test_serve_with_a_missing_model_exits_2_with_one_line(tmp_path: Path) -> None:
+def test_serve_with_a_damaged_model_exits_2_with_one_line(tmp_path: Path,
+                                                          models_dir: Path) -> None:
+    """A damaged model stops the start (an absent one is left out with a warning)."""
+    data = (models_dir / "yolox-nano-coco.onnx").read_bytes()
+    (tmp_path / "yolox-nano-coco.onnx").write_bytes(data[: len(data) // 2])  # the default's twin
     config = tmp_path / "g.toml"
     config.write_text(f'[models]\ndir = "{tmp_path}"\n', encoding="utf-8")
     result = CliRunner().invoke(_app(), ["serve", "--config", str(config), "--port", "0"],
                                 env=_runner_env())
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: model ") and result.stderr.count("\n") == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: model yolox-nano-coco: ")
+    assert "sha256" in errors[0] and result.stderr.endswith(errors[0] + "\n")
 
 
 def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
