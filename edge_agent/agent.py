@@ -148,7 +148,10 @@ class Agent:
                 plate_raw=plate.read.raw_text, char_confidences=plate.read.char_confidences,
                 plate_box=plate.box, location=meta.location, vehicle_box=vbox,
                 scene_signature=signatures[key], time_source=meta.time_source,
-                people_boxes=tuple(result.people),
+                # people come from the vehicle detector: without one none were looked for,
+                # so none are recorded (None) and the upload waits for fill-blur-boxes
+                people_boxes=tuple(result.people) if self.config.models.vehicle_detector
+                else None,
                 other_plate_boxes=tuple(p.box for p in result.plates if p is not plate))
             decision = self.lifecycle.record(sighting)
             log.info("%s: %s %s (%s)", meta.source_id, decision.plate, decision.action,

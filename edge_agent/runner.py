@@ -33,7 +33,7 @@ from edge_agent.agent import Agent, rules_from_config
 from edge_agent.config import GotchaConfig, load_config
 from edge_agent.device_stats import DeviceStats
 from edge_agent.errors import BadInputError, ConfigError, GotchaError, ModelError, StoreError
-from edge_agent.inference.optional import open_uploader, usable_config
+from edge_agent.inference.optional import usable_config
 from edge_agent.io.photo import Photo
 from edge_agent.lifecycle import Decision
 from edge_agent.reload import ReloadPlan, merged_config, plan_reload
@@ -108,18 +108,17 @@ class DeviceRunner:
                 self._pipeline = VisionPipeline.from_config(usable)
             self._agent = Agent.open(usable)
             self._upload_store = Store.open(self.config.store, check=False)
-            self._uploader = open_uploader(self.config, self._upload_store)  # None: reports wait
-            if self._uploader is not None:
-                self._uploader.sleep = self._stop.wait  # a stop cuts a retry's backoff short
+            self._uploader = Uploader.from_config(self.config, self._upload_store)
+            self._uploader.sleep = self._stop.wait  # a stop cuts a retry's backoff short
             self._sweep_store = Store.open(self.config.store, check=False)
         except BaseException:
             self._close_parts()
             raise
         self.stats.outbox(self._sweep_store.outbox_depth())
         self.telemetry.start()
-        workers = [("gotcha-capture", self._capture_loop), ("gotcha-upload", self._upload_loop),
-                   ("gotcha-maintenance", self._maintenance_loop)]
-        for name, body in workers if self._uploader else workers[::2]:
+        for name, body in (("gotcha-capture", self._capture_loop),
+                           ("gotcha-upload", self._upload_loop),
+                           ("gotcha-maintenance", self._maintenance_loop)):
             thread = threading.Thread(target=self._guard, args=(name, body), name=name,
                                       daemon=True)
             self._threads.append(thread)

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 from edge_agent.config import GotchaConfig
-from edge_agent.errors import ModelMissingError
 from edge_agent.inference.catalog import ModelSpec, load_catalog
 
 log = logging.getLogger(__name__)
@@ -33,8 +31,8 @@ def what_still_works(role: str, config: GotchaConfig) -> str:
     """What the device does without the model of ``role`` (a key of WITHOUT)."""
     text = WITHOUT[role]
     upload = config.upload
-    if role == "vehicle_detector" and (upload.blur_people or upload.blur_other_plates):
-        text += ", and reports wait in the outbox (the privacy blur needs it)"
+    if role == "vehicle_detector" and upload.blur_people:
+        text += ", and reports wait in the outbox (the privacy blur finds people with it)"
     return text
 
 
@@ -70,15 +68,3 @@ def usable_config(config: GotchaConfig) -> GotchaConfig:
         log.warning("%s", note)
     return cfg
 
-
-def open_uploader(config: GotchaConfig, store: Any) -> Any:
-    """The device's Uploader, or None when a model its privacy blur needs (the vehicle detector
-    finds the people) is absent: then reports wait in the outbox, nothing leaves the device
-    unblurred, capture goes on, and one warning says what to fetch."""
-    from edge_agent.upload.uploader import Uploader
-
-    try:
-        return Uploader.from_config(config, store)
-    except ModelMissingError as exc:
-        log.warning("uploads wait in the outbox until the privacy blur's model is here: %s", exc)
-        return None

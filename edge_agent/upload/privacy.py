@@ -211,9 +211,10 @@ def upload_copy(data: bytes, keep_plate_box: Box | None,
                if on and boxes is None]
     if missing:
         raise BlurBoxesMissingError(
-            f"{what} was recorded before gotcha kept the {' and '.join(missing)} to blur, so "
-            "its upload copy cannot be blurred and is not uploaded; run `gotcha store "
-            "fill-blur-boxes` once (it finds them with the vision models), then sync again")
+            f"{what} has no recorded {' and '.join(missing)} to blur (recorded before gotcha "
+            "kept them, or without the vehicle detector), so its upload copy cannot be blurred "
+            "and is not uploaded; run `gotcha store fill-blur-boxes` once (it finds them with "
+            "the vision models), then sync again")
     people = list(people_boxes or []) if blur_people else []
     others = list(other_plate_boxes or []) if blur_other_plates else []
     if not people and not others:
