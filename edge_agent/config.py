@@ -51,13 +51,8 @@ class DeviceConfig(Section):
 
 
 class ModelsConfig(Section):
-    """Which models.toml entries run. The defaults are all permissive (Apache-2.0) and reach a
-    machine through scripts/setup.sh: the vehicle detector and the scene embedder are pinned
-    downloads (`gotcha models fetch`), the text detector that finds plates ships in the
-    rapidocr-onnxruntime wheel, the plate reader in models/. The AGPL-3.0 detectors
-    (yolov8n-coco, plate-yolov8n) are options, never defaults: an Apache-2.0 project must run
-    without them. A default download that is absent is left out with a note
-    (edge_agent/inference/optional.py); a broken one is an error."""
+    """Which models run: every default is Apache-2.0 and comes with scripts/setup.sh (README,
+    "Models"); the AGPL-3.0 detectors are options. Absent optional files: inference/optional."""
 
     dir: Path = Field(REPO_ROOT / "models",
                       description="Folder holding model files named in models.toml.")
@@ -67,8 +62,7 @@ class ModelsConfig(Section):
                                          "vehicle detector; empty to search plates in the whole "
                                          "frame.")
     plate_detector: str | None = Field(None, description="models.toml id of a plate detector "
-                                       "(e.g. the AGPL-3.0 plate-yolov8n); empty to find plates "
-                                       "with the PaddleOCR text detector (vision.text_detector).")
+                                       "(plate-yolov8n); empty: vision.text_detector finds them.")
     plate_reader: str = Field("gotcha-kr-plate-crnn", description="models.toml id of the plate "
                               "recogniser (CTC).")
     scene_embedder: str | None = Field("mobilenetv2-zoo-int8", description="models.toml id of "

@@ -30,7 +30,8 @@ def _command(*extra: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOTCHA_")}
+    env = {k: v for k, v in os.environ.items()  # keeps conftest's test twins of the models
+           if not k.startswith("GOTCHA_") or k.startswith("GOTCHA_MODELS__")}
     env["GOTCHA_MODEL_DIR"] = str(shared_path("models"))
     env["PYTHONPATH"] = str(ROOT)
     return env
