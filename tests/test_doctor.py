@@ -38,7 +38,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _doctor(env: dict[str, str], *args: str):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GOTCHA_")}
+    clean = {k: v for k, v in os.environ.items()  # keeps conftest's model twins
+             if not k.startswith("GOTCHA_") or k.startswith("GOTCHA_MODELS__")}
     result = CliRunner().invoke(app, ["doctor", *args], env=clean | env)
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     return result.exit_code, lines
@@ -144,7 +145,8 @@ def test_a_store_on_a_read_only_folder(tmp_path: Path) -> None:
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.skip("running as root without unshare(1): cannot make a read-only folder")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GOTCHA_")}
+    clean = {k: v for k, v in os.environ.items()  # keeps conftest's model twins
+             if not k.startswith("GOTCHA_") or k.startswith("GOTCHA_MODELS__")}
     script = (f'mount --bind "{folder}" "{folder}" && mount -o remount,ro,bind "{folder}" '
               f'&& exec "{sys.executable}" -m edge_agent.cli.main doctor')
     done = subprocess.run([unshare, "-m", "sh", "-c", script], capture_output=True, text=True,
