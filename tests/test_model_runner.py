@@ -30,9 +30,10 @@ def _config(tmp_path: Path, model_dir: Path) -> GotchaConfig:
 
 
 def _configured(config: GotchaConfig) -> dict[str, str | None]:
-    """kind -> the model id the default configuration uses for it."""
+    """kind -> the model id the default configuration uses for it (no plate detector by
+    default: the AGPL-3.0 option plate-yolov8n by name stands for that kind)."""
     return {"vehicle_detector": config.models.vehicle_detector,
-            "plate_detector": config.models.plate_detector,
+            "plate_detector": config.models.plate_detector or "plate-yolov8n",
             "plate_reader": config.models.plate_reader,
             "text_detector": config.vision.text_detector,
             "scene_embedder": config.models.scene_embedder}
