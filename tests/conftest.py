@@ -27,7 +27,8 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # output: yolox-nano-coco for yolox-nano (another export of YOLOX-Nano), mobilenetv2-imagenet
 # for mobilenetv2-zoo-int8 (the same ONNX Model Zoo network). No plate detector, as shipped.
 # One place: the config's defaults are set for this process and, through GOTCHA_MODELS__*,
-# for every `gotcha` subprocess. A test about a specific model names it itself.
+# for every `gotcha` subprocess. A test about a specific model names it itself (as an attribute
+# or in its own environ: a test's TOML naming these keys loses to GOTCHA_MODELS__*).
 TEST_TWINS: dict[str, str | None] = {"vehicle_detector": "yolox-nano-coco",
                                      "plate_detector": None,
                                      "scene_embedder": "mobilenetv2-imagenet"}
