@@ -158,9 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({"AWS_ACCESS_KEY_ID": "soak", "AWS_SECRET_ACCESS_KEY": "soak",
                        "AWS_DEFAULT_REGION": "us-east-1", "GOTCHA_MODEL_DIR": str(args.models)})
     from edge_agent.config import load_config
+    from edge_agent.inference.optional import usable_config
 
     candidates = load_sources([args.scenes / "e2e-dev", args.scenes / "korea-a"])
-    cfg = load_config(None, environ={"GOTCHA_MODEL_DIR": str(args.models)})
+    # the models the agent process will run (it inherits GOTCHA_MODEL_DIR and GOTCHA_MODELS__*),
+    # absent optional ones left out as it leaves them out
+    cfg = usable_config(load_config(None, environ={k: v for k, v in os.environ.items()
+                                                   if k.startswith("GOTCHA_MODEL")}))
     sources = {s.name: s for s in calibrate(candidates, cfg, plates_wanted=6, noise_wanted=4)}
     plan = make_plan(args.photos, list(sources.values()))
     expected = plan.expected()
