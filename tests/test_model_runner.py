@@ -106,6 +106,6 @@ def test_no_module_but_the_runner_holds_an_onnxruntime_session() -> None:
         for folder in ("edge_agent", "scripts") for path in sorted((REPO / folder).rglob("*.py"))
         if path.relative_to(REPO) not in own
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if pattern.search(line)
-    ]
+        if pattern.search(line) and not line.lstrip().startswith(("from ", "import "))
+    ]  # importing the session module's helpers (the provider list) holds no session
     assert offenders == []
