@@ -11,7 +11,7 @@ from conftest import shared_path
 
 from edge_agent.config import load_config
 from edge_agent.errors import ModelError
-from edge_agent.evaluation.plates import evaluate_readers, load_labelled_crops
+from edge_agent.evaluation.plates import EvalRead, evaluate_readers, load_labelled_crops
 from edge_agent.inference.catalog import BUNDLED_DIR, load_catalog
 from edge_agent.plates.looks import Look
 from edge_agent.plates.reader import KoreanPlateReader
@@ -65,8 +65,9 @@ def test_real_regional_plates_read_better_with_the_prior() -> None:
     path = OURS.resolve(config.models.dir)
     with_prior = KoreanPlateReader.from_spec(OURS, path, config)
     without = KoreanPlateReader.from_spec(plain_spec, path, config)
-    scores = evaluate_readers({"prior": lambda image: with_prior.read(image).text,
-                               "plain": lambda image: without.read(image).text}, crops)
+    scores = evaluate_readers({"prior": lambda image: EvalRead(with_prior.read(image).text),
+                               "plain": lambda image: EvalRead(without.read(image).text)},
+                              crops)
     prior, plain = scores
     assert prior.exact > plain.exact, (prior.misreads, plain.misreads)
     missed = {m["file"] for m in prior.misreads}

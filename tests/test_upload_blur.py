@@ -239,14 +239,17 @@ def _sync_peak_rss_kb(env: dict[str, str]) -> int:
     return int(done.stdout.split("peak_rss_kb")[-1].strip())
 
 
-def test_sync_with_the_blur_costs_under_10_percent_more_memory(tmp_path: Path,
-                                                               processed) -> None:
-    """The blur decodes one photo at a time and loads no model: `gotcha sync` with it stays
-    within 10 % of its peak memory without it (a second set of detectors was +85 %)."""
+def test_sync_with_the_blur_costs_one_photo_not_a_second_set_of_models(tmp_path: Path,
+                                                                      processed) -> None:
+    """The blur decodes one photo at a time and loads no model: `gotcha sync` with it needs
+    at most 20 MB more than without (one decoded photo and the imaging library; a second set
+    of detectors was +130 MB, +85 %). Against a bare sync process of about 100 MB that is
+    +7 to +11 % from run to run; against the device's agent, which holds the models, about
+    3 %."""
     peaks = {}
     for blur in ("false", "true"):
         env = _env(tmp_path / blur) | {"GOTCHA_UPLOAD__BLUR_PEOPLE": blur,
                                        "GOTCHA_UPLOAD__BLUR_OTHER_PLATES": blur}
         assert len(_record(load_config(None, environ=env), processed)) == 1
         peaks[blur] = _sync_peak_rss_kb(env)
-    assert peaks["true"] <= 1.10 * peaks["false"], peaks
+    assert peaks["true"] - peaks["false"] <= 20 * 1024, peaks
