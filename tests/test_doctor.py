@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import IN_CI, free_port, shared_path
@@ -87,17 +88,23 @@ def test_a_healthy_device_exits_0_with_a_short_summary(tmp_path: Path, mqtt_brok
                                                    "source", "s3", "mqtt", "clock"}
 
 
-def test_a_missing_model_file(tmp_path: Path) -> None:
-    models = shared_path("models")
-    partial = tmp_path / "models"
-    partial.mkdir()
-    config = load_config(None, environ=_env(tmp_path))
+def _models_but_the_detector(tmp_path: Path) -> tuple[Path, Any]:
+    """A model folder with every shared model linked in but the configured vehicle
+    detector's file, and that detector's catalog entry."""
     from edge_agent.inference.catalog import load_catalog
 
+    folder = tmp_path / "models"
+    folder.mkdir()
+    config = load_config(None, environ=_env(tmp_path))
     spec = load_catalog(config.models.catalog)[config.models.vehicle_detector]
-    for item in models.iterdir():
+    for item in shared_path("models").iterdir():
         if item.name != spec.file:
-            (partial / item.name).symlink_to(item)
+            (folder / item.name).symlink_to(item)
+    return folder, spec
+
+
+def test_a_missing_model_file(tmp_path: Path) -> None:
+    partial, spec = _models_but_the_detector(tmp_path)
     line = _one_problem(_env(tmp_path, GOTCHA_MODEL_DIR=str(partial)),
                         rf"models: model {re.escape(spec.id)}: file {re.escape(spec.file)} not "
                         r"found in .*; copy it there or set GOTCHA_MODEL_DIR")
@@ -109,15 +116,7 @@ def test_a_missing_model_file(tmp_path: Path) -> None:
 
 def test_a_model_file_that_is_not_the_pinned_one(tmp_path: Path) -> None:
     models = shared_path("models")
-    swapped = tmp_path / "models"
-    swapped.mkdir()
-    config = load_config(None, environ=_env(tmp_path))
-    from edge_agent.inference.catalog import load_catalog
-
-    spec = load_catalog(config.models.catalog)[config.models.vehicle_detector]
-    for item in models.iterdir():
-        if item.name != spec.file:
-            (swapped / item.name).symlink_to(item)
+    swapped, spec = _models_but_the_detector(tmp_path)
     assert (models / spec.file).is_file(), "the detector is expected in ../shared/models"
     data = bytearray((models / spec.file).read_bytes())
     data[-1] ^= 0xFF
