@@ -49,6 +49,11 @@ EXTRA_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
+#: how a model shipped inside a wheel (the PP-OCRv4 text detector) gets onto a machine: the
+#: wheel alone, without its dependencies (its CPU onnxruntime would shadow a Jetson's GPU build)
+PACKAGED_MODELS_HINT = ("scripts/setup.sh installs it; by hand: "
+                        "pip install --no-deps rapidocr-onnxruntime==1.4.4")
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One entry of models.toml."""
@@ -114,9 +119,9 @@ class ModelSpec:
             package = self.file[4:].split("/", 1)[0]
             if not self.candidate_paths(model_dir):
                 raise ModelError(f"model {self.id}: needs the Python package '{package}' "
-                                 f"(pip install 'gotcha[paddle]')")
+                                 f"({PACKAGED_MODELS_HINT})")
             raise ModelError(f"model {self.id}: {self.file} is not in the installed package "
-                             f"'{package}'; reinstall it (pip install 'gotcha[paddle]')")
+                             f"'{package}'; reinstall it ({PACKAGED_MODELS_HINT})")
         where = ", ".join(str(p.parent) for p in self.candidate_paths(model_dir))
         hint = (f"run `gotcha models fetch {self.id}`" if self.url
                 else "copy it there or set GOTCHA_MODEL_DIR")

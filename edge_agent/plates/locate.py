@@ -20,7 +20,7 @@ import numpy as np
 from edge_agent.config import GotchaConfig
 from edge_agent.detections import TURNS, Detections
 from edge_agent.errors import ModelError
-from edge_agent.inference.catalog import get_spec, load_catalog
+from edge_agent.inference.catalog import PACKAGED_MODELS_HINT, get_spec, load_catalog
 from edge_agent.inference.preprocess import PAD_VALUE
 from edge_agent.inference.runner import InferenceClock
 from edge_agent.plates.deskew import deskew_plate, warp_quad
@@ -113,7 +113,7 @@ class PlateLocator:
                  text_detector: TextDetector | None) -> None:
         if detector is None and text_detector is None:
             raise ModelError("no plate locator: configure models.plate_detector or enable "
-                             "vision.plate_text_fallback (needs pip install 'gotcha[paddle]')")
+                             f"vision.plate_text_fallback ({PACKAGED_MODELS_HINT})")
         self.vision = config.vision
         self.detector = detector
         self.text_detector = text_detector
