@@ -54,6 +54,7 @@ EXTRA_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 PACKAGED_MODELS_HINT = ("scripts/setup.sh installs it; by hand: "
                         "pip install --no-deps rapidocr-onnxruntime==1.4.4")
 
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One entry of models.toml."""
