@@ -32,7 +32,9 @@ from edge_agent.plates.text import interpret_read
 @pytest.mark.parametrize(("text", "other", "positions"), [
     ("12가3456", "12가3456", set()),
     ("12가3456", "12나3456", {2}),
-    ("12가3456", "112가3456", set()),  # an extra character contradicts nothing
+    ("12가3456", "112가3456", {0}),  # a digit the read may have dropped: its neighbour
+    ("12가3456", "12가34567", {6}),
+    ("12가3456", "12가3x456", {3, 4}),
     ("12가3456", "2가3456", {0}),  # a missed one does
     ("서울12가3456", "세종12가3456", {0, 1}),
     ("12가3456", None, set(range(7))),  # a view that read no plate contradicts everything

@@ -47,13 +47,22 @@ def jittered_views(crop: np.ndarray) -> list[np.ndarray]:
 
 
 def contradicted(text: str, other: str | None) -> set[int]:
-    """Positions of ``text`` that ``other`` reads otherwise: substituted or missing when the
-    two are lined up (an extra character in ``other`` contradicts nothing). ``None`` (the view
-    read no plate) contradicts every position."""
+    """Positions of ``text`` that ``other`` reads otherwise when the two are lined up: a
+    character substituted or missing, and both neighbours of a character ``other`` has and
+    ``text`` lacks (12가3456 against 112가3456: the read may have dropped a digit, so the 1
+    beside the gap is in doubt). ``None`` (the view read no plate) contradicts every position."""
     if other is None:
         return set(range(len(text)))
-    return {i for i, j in align(text, other)
-            if i is not None and (j is None or text[i] != other[j])}
+    bad: set[int] = set()
+    seen = 0  # characters of text lined up so far
+    for i, j in align(text, other):
+        if i is None:  # other has a character here that text lacks
+            bad.update(k for k in (seen - 1, seen) if 0 <= k < len(text))
+            continue
+        seen = i + 1
+        if j is None or text[i] != other[j]:
+            bad.add(i)
+    return bad
 
 
 def dissent_counts(text: str, view_texts: Sequence[str | None]) -> tuple[int, ...]:
