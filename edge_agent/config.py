@@ -129,7 +129,7 @@ class PlatesConfig(Section):
                              "every character is at least this sure gets no closer look (cut to "
                              "its text, split in two lines, turned level); one unsure letter in "
                              "an otherwise sure read is how a misread looks.")
-    evidence_floor: float = Field(0.5, ge=0, le=1, description="A plate read is evidence only "
+    evidence_floor: float = Field(0.6, ge=0, le=1, description="A plate read is evidence only "
                                   "if its weakest character is at least this sure; less sure "
                                   "reads are shown but never recorded.")
     check_views: bool = Field(True, description="Read every would-be-evidence plate again in "
@@ -139,6 +139,10 @@ class PlatesConfig(Section):
     max_dissent: int = Field(2, ge=0, le=4, description="A read is evidence only if no "
                              "character is read otherwise by more than this many of the five "
                              "views (chosen on held-out crops: README, \"How sure is sure\").")
+    min_plate_px: int = Field(32, ge=0, le=400, description="A read is evidence only from a "
+                              "plate crop at least this many pixels tall: in a smaller one the "
+                              "characters are a few pixels high, too few to tell letters that "
+                              "differ by one stroke (서/사, 로/도), or to check the photo by eye.")
     one_char_unsure: float = Field(LOW_CHAR_CONFIDENCE, ge=0, le=1, description="Two reads one "
                                    "character apart are the same plate only if that character "
                                    "is below this in one read ... (default: the cloud's, "

@@ -115,6 +115,8 @@ class PlateRead:
     per character of ``raw_text`` (derived once, by edge_agent.plates.text). ``dissent`` has,
     per character of ``text``, how many of the ``views_checked`` jittered views of the crop
     read it otherwise (edge_agent.plates.agreement; empty when the read was not checked).
+    ``crop_height`` is the height in pixels of the crop it was read from (0: not known), which
+    the evidence rule's size floor looks at.
     """
 
     raw_text: str
@@ -126,6 +128,7 @@ class PlateRead:
     token_confidences: tuple[float, ...] = ()
     dissent: tuple[int, ...] = ()
     views_checked: int = 0
+    crop_height: int = 0
 
     def __post_init__(self) -> None:
         if self.dissent and (self.text is None or len(self.dissent) != len(self.text)):
@@ -210,6 +213,7 @@ def _plate_dict(plate: PlateDetection) -> dict[str, object]:
             "reject_reason": read.reject_reason,
             "views_checked": read.views_checked,
             "dissent": list(read.dissent),
+            "crop_height": read.crop_height,
         },
     }
 

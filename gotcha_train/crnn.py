@@ -50,6 +50,54 @@ def build_model(num_classes: int):
     return PlateCRNN()
 
 
+def load_onnx_weights(model, path: Path) -> None:
+    """Start ``model`` (build_model) from an exported ONNX file, for fine-tuning.
+
+    Why: only the ONNX file is kept, and its export folded every batch norm into the convolution
+    before it. Each convolution gets the folded weights and its batch norm becomes the identity
+    plus the folded bias (running mean 0, variance 1 - eps); fine-tuning keeps the batch norms
+    in eval mode (freeze_batch_norm), so what was exported is exactly where training starts.
+    """
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from torch import nn
+
+    graph = onnx.load(str(path)).graph
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    folded = [(weights[node.input[1]], weights[node.input[2]]) for node in graph.node
+              if node.op_type == "Conv"]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if len(folded) != len(convs) or len(norms) != len(convs) - 1:
+        raise ValueError(f"{path} has {len(folded)} convolutions, the network {len(convs)}: "
+                         f"it is not an export of gotcha_train.crnn")
+    with torch.no_grad():
+        for k, conv in enumerate(convs):
+            weight, bias = (torch.from_numpy(a.copy()) for a in folded[k])
+            if conv.weight.shape != weight.shape:
+                raise ValueError(f"{path}: convolution {k} is {tuple(weight.shape)}, the "
+                                 f"network's {tuple(conv.weight.shape)}")
+            conv.weight.copy_(weight)
+            if conv.bias is not None:  # the head
+                conv.bias.copy_(bias)
+                continue
+            norm = norms[k]
+            norm.weight.fill_(1.0)
+            norm.bias.copy_(bias)
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)
+
+
+def freeze_batch_norm(model) -> None:
+    """Batch norms in eval mode (their statistics fixed) while the rest trains."""
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()
+
+
 def greedy(logits: np.ndarray) -> list[list[int]]:
     out = []
     for seq in logits.argmax(-1):

@@ -23,89 +23,122 @@ from pathlib import Path
 
 FLOORS = tuple(round(0.05 * k, 2) for k in range(10, 20))  # 0.5 .. 0.95
 MAX_DISSENTS = (0, 1, 2, 3, 4)
+MIN_PLATE_PXS = (0, 16, 24, 32, 48)  # crop heights in pixels
 
 
 @dataclass(frozen=True)
 class Scored:
-    """One crop's read: right or wrong, its confidence and its worst dissent (None: no plate)."""
+    """One crop's read: right or wrong, its confidence, its worst dissent (None: no plate) and
+    the crop's height in pixels."""
 
     correct: bool
     confidence: float
     dissent: int | None
+    height: int
 
 
 def read_all(dirs: list[Path], config_path: Path | None) -> list[Scored]:
-    """Read every labelled crop in ``dirs`` once, checking every plate read in the views."""
+    """Read every labelled crop in ``dirs`` once with the configured reader (see score_crops)."""
     from edge_agent.config import load_config
-    from edge_agent.evaluation.plates import load_labelled_crops, read_image
-    from edge_agent.plates.agreement import read_plates
+    from edge_agent.evaluation.plates import load_labelled_crops
     from edge_agent.plates.reader import KoreanPlateReader
 
     config = load_config(config_path)
     config.models.intra_op_threads = 1
-    config.plates.evidence_floor = 0.0  # check every plate read: the grid sets the floor
-    config.plates.check_views = True
     reader = KoreanPlateReader.from_config(config)
+    return score_crops(reader, load_labelled_crops(dirs), config.plates)
+
+
+def score_crops(reader: object, crops: list, rule: object) -> list[Scored]:
+    """Each crop read once the way the device reads it, every plate read (whatever its
+    confidence) checked in all the views, so that any rule of the grid can be scored."""
+    from edge_agent.evaluation.plates import read_image
+    from edge_agent.plates.agreement import read_plates
+
+    every = rule.model_copy(  # type: ignore[attr-defined]
+        update={"evidence_floor": 0.0, "check_views": True, "min_plate_px": 0})
     out = []
-    for crop in load_labelled_crops(dirs):
-        read = read_plates(reader, [read_image(crop.path)], config.plates)[0]
+    for crop in crops:
+        read = read_plates(reader, [read_image(crop.path)], every, every_view=True)[0]  # type: ignore[arg-type]
         dissent = max(read.dissent, default=0) if read.valid and read.views_checked else None
-        out.append(Scored(read.text == crop.text, read.confidence, dissent))
+        out.append(Scored(read.text == crop.text, read.confidence, dissent, read.crop_height))
     return out
 
 
-def score(reads: list[Scored], floor: float, max_dissent: int) -> dict[str, int]:
+def load_scored(path: Path) -> list[Scored]:
+    """Reads saved by scripts/crossval_plate_reader.py (--scored): out-of-fold reads."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["reads"]
+        return [Scored(bool(r["correct"]), float(r["confidence"]),
+                       None if r["dissent"] is None else int(r["dissent"]), int(r["height"]))
+                for r in rows]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"{path}: not a file of scored reads ({exc}); write one with "
+                         f"scripts/crossval_plate_reader.py --scored") from exc
+
+
+def score(reads: list[Scored], floor: float, max_dissent: int, min_px: int,
+          ) -> dict[str, int]:
     """Sure reads and wrong sure reads under one rule."""
     sure = [r for r in reads if r.dissent is not None and r.confidence >= floor
-            and r.dissent <= max_dissent]
+            and r.dissent <= max_dissent and r.height >= min_px]
     return {"plates": len(reads), "exact": sum(r.correct for r in reads), "sure": len(sure),
             "sure_wrong": sum(not r.correct for r in sure)}
 
 
-def choose(reads: list[Scored]) -> tuple[float, int]:
-    """The rule with the most sure reads and none wrong (ties: fewer dissents, higher floor)."""
-    best: tuple[int, int, float] | None = None
-    for max_dissent in MAX_DISSENTS:
-        for floor in FLOORS:
-            figures = score(reads, floor, max_dissent)
-            if figures["sure_wrong"]:
-                continue
-            key = (figures["sure"], -max_dissent, floor)
-            if best is None or key > best:
-                best = key
+def grid(reads: list[Scored]) -> list[dict[str, float | int]]:
+    """Every rule of the grid and its figures on ``reads``."""
+    return [{"evidence_floor": f, "max_dissent": m, "min_plate_px": px, **score(reads, f, m, px)}
+            for px in MIN_PLATE_PXS for m in MAX_DISSENTS for f in FLOORS]
+
+
+def choose(reads: list[Scored]) -> tuple[float, int, int]:
+    """The rule with the most sure reads and none wrong (ties: fewer dissents, a higher floor,
+    a higher size floor: the stricter rule that is sure as often)."""
+    best: tuple[int, int, float, int] | None = None
+    for row in grid(reads):
+        if row["sure_wrong"]:
+            continue
+        key = (int(row["sure"]), -int(row["max_dissent"]), float(row["evidence_floor"]),
+               int(row["min_plate_px"]))
+        if best is None or key > best:
+            best = key
     if best is None:
         raise SystemExit("no rule of the grid has zero wrong sure reads on the --fit crops")
-    return best[2], -best[1]
+    return best[2], -best[1], best[3]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fit", type=Path, nargs="+", required=True,
-                        help="folders of labelled crops to choose the rule on")
+    fit = parser.add_mutually_exclusive_group(required=True)
+    fit.add_argument("--fit", type=Path, nargs="+",
+                     help="folders of labelled crops to choose the rule on")
+    fit.add_argument("--fit-reads", type=Path,
+                     help="out-of-fold reads to choose the rule on, for a reader trained on "
+                     "the crops (scripts/crossval_plate_reader.py --scored)")
     parser.add_argument("--report", type=Path, nargs="*", default=[],
                         help="folders of labelled crops to report the chosen rule on")
     parser.add_argument("--config", type=Path, default=None, help="gotcha.toml (the reader)")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
-    fit = read_all(args.fit, args.config)
-    floor, max_dissent = choose(fit)
+    fit = load_scored(args.fit_reads) if args.fit_reads else read_all(args.fit, args.config)
+    floor, max_dissent, min_px = choose(fit)
     doc: dict[str, object] = {
-        "fit_on": [str(d) for d in args.fit],
-        "chosen": {"evidence_floor": floor, "max_dissent": max_dissent},
-        "fit": score(fit, floor, max_dissent),
-        "grid_on_fit": [{"evidence_floor": f, "max_dissent": m, **score(fit, f, m)}
-                        for m in MAX_DISSENTS for f in FLOORS],
+        "fit_on": [str(args.fit_reads)] if args.fit_reads else [str(d) for d in args.fit],
+        "chosen": {"evidence_floor": floor, "max_dissent": max_dissent, "min_plate_px": min_px},
+        "fit": score(fit, floor, max_dissent, min_px),
+        "grid_on_fit": grid(fit),
     }
     if args.report:
         held_out = read_all(args.report, args.config)
         doc["reported_on"] = [str(d) for d in args.report]
-        doc["report"] = score(held_out, floor, max_dissent)
-        doc["report_confidence_only"] = score(held_out, floor, 99)
+        doc["report"] = score(held_out, floor, max_dissent, min_px)
+        doc["report_confidence_only"] = score(held_out, floor, 99, 0)
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
     print(f"chosen on {', '.join(doc['fit_on'])}: evidence_floor = {floor}, "  # type: ignore[arg-type]
-          f"max_dissent = {max_dissent}")
+          f"max_dissent = {max_dissent}, min_plate_px = {min_px}")
     print(f"  on those crops: {doc['fit']}")
     if args.report:
         print(f"  held out ({', '.join(doc['reported_on'])}): {doc['report']}")  # type: ignore[arg-type]

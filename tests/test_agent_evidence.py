@@ -1,5 +1,5 @@
-"""Only plate reads sure enough to be evidence become sightings ([plates] evidence_floor and
-the view check, edge_agent.plates.evidence)."""
+"""Only plate reads sure enough to be evidence become sightings ([plates] evidence_floor, the
+size floor and the view check, edge_agent.plates.evidence)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ def test_unsure_reads_are_never_recorded(tmp_path: Path, models_dir: Path) -> No
         unsure_second = agent.handle(b, result_for(b, "12가3456", vehicle, confidence=0.49))
         disputed_second = agent.handle(b, result_for(b, "12가3456", vehicle, confidence=0.99,
                                                      dissent=3))
+        too_small = agent.handle(b, result_for(b, "12가3456", vehicle, confidence=0.99,
+                                               crop_height=20))
         second = agent.handle(b, result_for(b, "12가3456", vehicle, dx=4, confidence=0.9))
     assert [d.action for d in first] == ["candidate"]
     assert unsure_second == []  # an unsure second photo confirms nothing
     assert disputed_second == []  # nor a confident one whose views read 가 otherwise
+    assert too_small == []  # nor one from a crop too small to tell 가 from 거
     assert [d.action for d in second] == ["confirmed"]

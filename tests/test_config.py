@@ -71,7 +71,7 @@ def test_missing_config_file_says_so(tmp_path: Path) -> None:
 def test_plate_thresholds_are_one_section(tmp_path: Path) -> None:
     """The reader's second look, the evidence floor and the one-character-off rule."""
     defaults = load_config(environ={}).plates
-    assert (defaults.sure_read, defaults.evidence_floor) == (0.9, 0.5)
+    assert (defaults.sure_read, defaults.evidence_floor, defaults.min_plate_px) == (0.9, 0.6, 32)
     assert (defaults.one_char_unsure, defaults.one_char_sure) == (0.6, 0.8)
     path = tmp_path / "g.toml"
     path.write_text("[plates]\nevidence_floor = 0.7\none_char_sure = 0.85\n", encoding="utf-8")

@@ -15,6 +15,7 @@ import pytest
 from conftest import need, shared_path
 
 from edge_agent.config import GotchaConfig, load_config
+from edge_agent.plates.evidence import is_sure
 from edge_agent.plates.locate import search_regions
 from edge_agent.results import Box, Vehicle
 from edge_agent.vision.pipeline import VisionPipeline
@@ -68,18 +69,22 @@ def pipeline(config: GotchaConfig) -> VisionPipeline:
 
 def test_labelled_plates_are_read_as_evidence_from_the_lower_part_of_vehicles(
         pipeline: VisionPipeline, config: GotchaConfig) -> None:
-    """12 of the 13 e2e-dev plates are read surely enough to be evidence (before the search
-    was cut to the lower part of each vehicle and scaled down: 11)."""
+    """Every e2e-dev plate is found and read (13 of 13), and 11 surely enough to be evidence:
+    the two others are read right below the 0.6 floor (before the reader was fine-tuned on
+    set-c: 12 read, 12 above the 0.5 floor of then; before the search was cut to the lower
+    part of each vehicle and scaled down: 11)."""
     assert config.vision.plate_search_top > 0
-    floor = config.plates.evidence_floor
-    missed = []
+    unread, unsure = [], []
     for path, label in _labelled():
         _, result = pipeline.process_path(path)
-        sure = [(p.read.text, p.vehicle_index) for p in result.plates
-                if p.read is not None and p.read.valid and p.read.confidence >= floor]
-        if not any(_nfc(text) == label for text, _ in sure):
-            missed.append((path.name, sure))
-    assert len(missed) <= 1, f"labelled plates not read as evidence on a vehicle: {missed}"
+        reads = [p.read for p in result.plates if p.read is not None and p.read.valid]
+        right = [read for read in reads if _nfc(read.text or "") == label]
+        if not right:
+            unread.append((path.name, [read.text for read in reads]))
+        elif not any(is_sure(read, config.plates) for read in right):
+            unsure.append((path.name, [round(read.confidence, 2) for read in right]))
+    assert len(unread) <= 1, f"labelled plates not read on a vehicle: {unread}"
+    assert len(unread) + len(unsure) <= 2, f"labelled plates not evidence: {unread + unsure}"
 
 
 def test_a_batch_finds_the_same_text_as_one_by_one(pipeline: VisionPipeline,

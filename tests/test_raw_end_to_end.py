@@ -26,9 +26,9 @@ from edge_agent.io.exif import write_exif
 from edge_agent.results import GeoPoint
 from edge_agent.service.server import ServiceServer, create_server
 
-PHOTO = "scenes/e2e-dev/서울31아7471.jpg"
+PHOTO = "scenes/e2e-dev/인천71바4770.jpg"
 NO_EXIF_PHOTO, NO_EXIF_PLATE = "scenes/e2e-dev/253라2081.jpg", "253라2081"
-PLATE = "서울31아7471"
+PLATE = "인천71바4770"
 SPOT = GeoPoint(37.56647, 126.97796, accuracy_m=5.0)
 ELSEWHERE = GeoPoint(37.56917, 126.97796, accuracy_m=5.0)  # 300 m north
 
@@ -91,8 +91,8 @@ def test_two_raw_photos_of_one_parked_vehicle_make_one_final(s3, conn, lambda_en
     first = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     photos = {
         "raw/cam-7/0901.jpg": write_exif(original, first, SPOT, tz="Asia/Seoul"),
-        # camera turned 1 degree and moved, light changed; the model reads the stacked region
-        # of this view at 0.85 (of a view turned 1.5 degrees at 0.46: no evidence, no report)
+        # camera turned 1 degree and moved, light changed; the model reads this view's plate
+        # at 0.83, surely enough to be evidence
         "raw/cam-7/0907.jpg": write_exif(reshot(original, 1.0, (0.015, -0.01), (0.85, 12)),
                                          first + timedelta(minutes=6), SPOT, tz="Asia/Seoul"),
     }
@@ -126,7 +126,7 @@ def test_two_raw_photos_of_one_parked_vehicle_make_one_final(s3, conn, lambda_en
 
 
 def test_a_photo_without_exif_is_processed_but_never_evidence(s3, conn, lambda_env) -> None:
-    # a plate the default models read surely after re-encoding (PHOTO's drops to 0.47 there)
+    # a plate the default models read surely after re-encoding without its EXIF
     original = shared_path("data/" + NO_EXIF_PHOTO).read_bytes()
     plain = reshot(original, 0.0, (0.0, 0.0), (1.0, 0))  # re-encoded: no EXIF at all
     assert raw.read_raw_exif(plain).captured_at is None

@@ -30,7 +30,7 @@ from edge_agent.service.server import ServiceServer, create_server
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTO = "000424-20190130010598-2.jpg"  # 700x525 street photo; small, so the test stays quick
-PLATE_PHOTO = "scenes/e2e-dev/서울31아7471.jpg"  # a plate the Korean reader reads surely
+PLATE_PHOTO = "scenes/e2e-dev/부산31바6697.jpg"  # a plate the Korean reader reads surely
 OTHER_SCENE = "scenes/misc/street_kivenyangming.jpg"
 MAX_PHOTO = 3_000_000
 
@@ -101,7 +101,7 @@ def test_sightings_carry_plate_confidences_and_embeddings(server: ServiceServer)
                              "&captured_at=2026-11-25T09:01:00%2B09:00", data)
     assert status == 200, body
     [sighting] = body["sightings"]
-    assert sighting["plate"] == "서울31아7471" and sighting["confidence"] >= 0.5
+    assert sighting["plate"] == "부산31바6697" and sighting["confidence"] >= 0.6
     assert len(sighting["char_confidences"]) == len(sighting["plate"])
     assert len(sighting["scene_embedding"]) == len(sighting["vehicle_embedding"]) > 100
     assert sighting["scene_model_id"] == "mobilenetv2-imagenet"

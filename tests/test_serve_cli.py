@@ -103,7 +103,7 @@ def test_process_metadata_by_s3_reference(models_dir: Path, moto_s3) -> None:
     s3 = moto_s3.client()
     s3.create_bucket(Bucket="gotcha-raw")
     s3.create_bucket(Bucket="someone-else")
-    photo = shared_path("data/scenes/e2e-dev/서울31아7471.jpg").read_bytes()
+    photo = shared_path("data/scenes/e2e-dev/부산31바6697.jpg").read_bytes()
     for bucket in ("gotcha-raw", "someone-else"):
         s3.put_object(Bucket=bucket, Key="raw/cam-1/a.jpg", Body=photo)
     config = service_config(models_dir, s3_buckets=["gotcha-raw"],
@@ -119,7 +119,7 @@ def test_process_metadata_by_s3_reference(models_dir: Path, moto_s3) -> None:
                            location={"lat": 37.5, "lon": 127.0, "accuracy_m": 5})
         assert status == 200, body
         assert body["name"] == "s3://gotcha-raw/raw/cam-1/a.jpg"
-        assert [s["plate"] for s in body["sightings"]] == ["서울31아7471"]
+        assert [s["plate"] for s in body["sightings"]] == ["부산31바6697"]
         assert body["meta"]["location_source"] == "request" and body["device_id"] == "cam-1"
         status, body = ref("someone-else", "raw/cam-1/a.jpg")
         assert status == 400 and "service.s3_buckets" in body["error"]

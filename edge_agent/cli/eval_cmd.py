@@ -10,16 +10,15 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from edge_agent.cli.common import EXIT_OK, ConfigOption, JsonOption, cli_errors, get_config
 from edge_agent.evaluation.plates import (
     DEFAULT_PEER_DIR,
-    EvalRead,
     ReaderScore,
     TinyLprPeer,
     evaluate_readers,
+    evidence_reads,
     load_labelled_crops,
 )
 
@@ -88,8 +87,6 @@ def plates(
     """Exact match and character accuracy, per plate format, ms per plate, sure reads (those
     the evidence rule of [plates] would record) and how many of them are wrong, the characters
     misread, and each misread with its confidence."""
-    from edge_agent.plates.agreement import read_plates
-    from edge_agent.plates.evidence import unsure_reason
     from edge_agent.plates.reader import KoreanPlateReader
 
     cfg = get_config(config)
@@ -97,14 +94,7 @@ def plates(
         cfg.models.intra_op_threads = threads
         crops = load_labelled_crops(dirs)
         reader = KoreanPlateReader.from_config(cfg, model)
-
-        def ours(image: np.ndarray) -> EvalRead:
-            read = read_plates(reader, [image], cfg.plates)[0]
-            reason = unsure_reason(read, cfg.plates)
-            return EvalRead(read.text if read.valid and read.text else read.raw_text,
-                            read.confidence, reason is None, reason)
-
-        readers = {reader.spec.id: ours}
+        readers = {reader.spec.id: evidence_reads(reader, cfg.plates)}
         if peer:
             tiny = TinyLprPeer(peer_dir, threads=max(1, threads))
             readers[tiny.name] = tiny.read

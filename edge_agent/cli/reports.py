@@ -119,8 +119,9 @@ def plate_evidence_lines(report: Report, sightings: list[Sighting]) -> list[str]
         lines.append(f"the photos read {first.plate} and {second.plate}, one character apart, "
                      f"unsure in one read and sure in the other; the report keeps the sure "
                      f"read {report.plate}")
-    lines.append("reads less sure than the evidence rule ([plates] evidence_floor, view check) "
-                 "are never recorded; `gotcha process` shows them marked UNSURE")
+    lines.append("reads less sure than the evidence rule ([plates] evidence_floor, "
+                 "min_plate_px, view check) are never recorded; `gotcha process` shows them "
+                 "marked UNSURE")
     return lines
 
 

@@ -39,6 +39,21 @@ class EvalRead:
 
 
 ReadFn = Callable[[np.ndarray], EvalRead]
+
+
+def evidence_reads(reader: object, rule: object) -> ReadFn:
+    """Our reader as the device uses it: each crop read, its views checked and the evidence
+    rule of ``rule`` (a PlatesConfig) applied, so a figure says what would be recorded."""
+    from edge_agent.plates.agreement import read_plates
+    from edge_agent.plates.evidence import unsure_reason
+
+    def read(image: np.ndarray) -> EvalRead:
+        plate = read_plates(reader, [image], rule)[0]  # type: ignore[arg-type]
+        reason = unsure_reason(plate, rule)  # type: ignore[arg-type]
+        return EvalRead(plate.text if plate.valid and plate.text else plate.raw_text,
+                        plate.confidence, reason is None, reason)
+
+    return read
 DEFAULT_PEER_DIR = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "peers" \
     / "kr-tinylpr"
 
