@@ -98,6 +98,30 @@ def freeze_batch_norm(model) -> None:
             module.eval()
 
 
+def ctc_step(model, optimizer, scheduler, ctc, x, targets: list[list[int]],
+             bf16: bool = False):
+    """One optimiser step of CTC on a batch ``x`` and its token ids; returns the loss.
+
+    Shared by training and fine-tuning so both clip and schedule the same way.
+    """
+    import torch
+    from torch import nn
+
+    flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
+    lengths = torch.tensor([len(seq) for seq in targets], dtype=torch.long)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(x)
+    log_probs = logits.float().log_softmax(-1).permute(1, 0, 2)
+    in_len = torch.full((len(targets),), log_probs.shape[0], dtype=torch.long)
+    loss = ctc(log_probs, flat, in_len, lengths)
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    optimizer.step()
+    scheduler.step()
+    return loss
+
+
 def greedy(logits: np.ndarray) -> list[list[int]]:
     out = []
     for seq in logits.argmax(-1):

@@ -1,7 +1,7 @@
 """Cross-validate fine-tuning on real crops: each fold of plates read by a model not trained on it.
 
     .venv/bin/python scripts/crossval_plate_reader.py --real ../shared/data/plates/set-c \
-        --init models/gotcha-kr-plate-crnn-synthetic.onnx --json /tmp/crossval.json
+        --init /tmp/synthetic/gotcha-kr-plate-crnn.onnx --json /tmp/crossval.json
 
 Why: once set-c is training data, its own figure must come from reads of plates the model did
 not see. The plates (not the files: five crops of one plate stay together) are split into

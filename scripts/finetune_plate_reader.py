@@ -3,7 +3,7 @@
 Reproduce the committed model (fixed seed; the numbers are in models/models.toml):
 
     .venv/bin/python scripts/finetune_plate_reader.py --real ../shared/data/plates/set-c \
-        --init models/gotcha-kr-plate-crnn-synthetic.onnx --out models/gotcha-kr-plate-crnn.onnx
+        --init /tmp/synthetic/gotcha-kr-plate-crnn.onnx --out models/gotcha-kr-plate-crnn.onnx
 
 Why fine-tune rather than train again: the synthetic-only model reads clean plates well but
 real crops (old green plates whose 1 has no foot, far plates a few pixels high) differ from
@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.evaluation.plates import load_labelled_crops, read_image
-from gotcha_train.crnn import build_model, evaluate, export, freeze_batch_norm, load_onnx_weights
+from gotcha_train.crnn import (
+    build_model,
+    ctc_step,
+    evaluate,
+    export,
+    freeze_batch_norm,
+    load_onnx_weights,
+)
 from gotcha_train.dataset import CHARSET, INPUT_W, IndexPool, render_dataset, tokenize
 from gotcha_train.real_crops import RealCrop, augment, model_input, plate_folds
 
@@ -106,16 +113,7 @@ def finetune(args: argparse.Namespace) -> Path:
         rows = torch.cat([x_all[idx, 0], torch.from_numpy(real_rows)])[:, None, :, :pool.width]
         x = (rows.float() / 255.0 - 0.5) / 0.5
         targets = [labels[i] for i in idx] + [tokenize(c.text) for c in chosen]
-        flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
-        lengths = torch.tensor([len(seq) for seq in targets], dtype=torch.long)
-        log_probs = model(x).log_softmax(-1).permute(1, 0, 2)
-        in_len = torch.full((len(targets),), log_probs.shape[0], dtype=torch.long)
-        loss = ctc(log_probs, flat, in_len, lengths)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
+        loss = ctc_step(model, opt, sched, ctc, x, targets)
         if step % 50 == 0:
             log.info("step %d/%d loss %.4f lr %.5f (%.0f s)", step, args.steps, loss.item(),
                      sched.get_last_lr()[0], time.time() - start)

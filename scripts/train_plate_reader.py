@@ -1,9 +1,11 @@
 """Train the project's Korean plate recogniser on synthetic plates (CPU) and export it to ONNX.
 
-Reproduce the committed model (fixed seed, the numbers are in models/models.toml):
+Reproduce the synthetic model the committed one is fine-tuned from (fixed seed; then
+scripts/finetune_plate_reader.py; the numbers are in models/models.toml):
 
     .venv/bin/python scripts/train_plate_reader.py --seed 0 --samples 120000 --steps 6000 \
-        --easy-steps 400 --ema 0.998 --threads 2 --minutes 52 --out models/gotcha-kr-plate-crnn.onnx
+        --easy-steps 400 --ema 0.998 --threads 2 --minutes 52 \
+        --out /tmp/synthetic/gotcha-kr-plate-crnn.onnx
 
 Why this design: a small CRNN (conv only, ~1.5 MB) reading one row of features with CTC, one
 frame per 4 input columns, so the exported model takes any input width. One-line plates are
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gotcha_train.crnn import build_model, evaluate, export
+from gotcha_train.crnn import build_model, ctc_step, evaluate, export
 from gotcha_train.dataset import (
     CHARSET,
     CHUNK,
@@ -82,19 +84,7 @@ def train(args: argparse.Namespace) -> None:
         # small online jitter of gain and offset: exposure the renderer did not cover
         x = x * torch.empty(len(idx), 1, 1, 1).uniform_(0.8, 1.2) \
             + torch.empty(len(idx), 1, 1, 1).uniform_(-0.2, 0.2)
-        targets = [labels[i] for i in idx]
-        flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
-        lengths = torch.tensor([len(seq) for seq in targets], dtype=torch.long)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(x)
-        log_probs = logits.float().log_softmax(-1).permute(1, 0, 2)
-        in_len = torch.full((len(idx),), log_probs.shape[0], dtype=torch.long)
-        loss = ctc(log_probs, flat, in_len, lengths)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
+        loss = ctc_step(model, opt, sched, ctc, x, [labels[i] for i in idx], args.bf16)
         if averaged is not None:
             averaged.update_parameters(model)
         step += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,16 @@ def test_defaults_are_the_embedded_setup() -> None:
 def test_example_config_is_valid() -> None:
     config = load_config(REPO / "gotcha.example.toml", environ={})
     assert config.device.id
+
+
+def test_example_config_shows_the_shipped_evidence_rule() -> None:
+    """The example's [plates] are the defaults the calibration chose, not stale numbers."""
+    example = tomllib.loads((REPO / "gotcha.example.toml").read_text(encoding="utf-8"))
+    shipped = load_config(environ={}).plates
+    assert {"evidence_floor", "min_plate_px", "check_views", "max_dissent"} <= set(
+        example["plates"])
+    for key, value in example["plates"].items():
+        assert getattr(shipped, key) == value, key
 
 
 def test_toml_and_environment_override(tmp_path: Path) -> None:

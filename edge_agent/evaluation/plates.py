@@ -39,6 +39,8 @@ class EvalRead:
 
 
 ReadFn = Callable[[np.ndarray], EvalRead]
+DEFAULT_PEER_DIR = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "peers" \
+    / "kr-tinylpr"
 
 
 def evidence_reads(reader: object, rule: object) -> ReadFn:
@@ -54,8 +56,6 @@ def evidence_reads(reader: object, rule: object) -> ReadFn:
                         plate.confidence, reason is None, reason)
 
     return read
-DEFAULT_PEER_DIR = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "peers" \
-    / "kr-tinylpr"
 
 
 @dataclass(frozen=True)
