@@ -99,22 +99,25 @@ def main() -> None:
     for misread in ours.misreads:
         print(f"  {misread['file']}: expected {misread['expected']}, read {misread['read']}"
               f"  conf {misread['confidence']}  {'SURE' if misread['sure'] else 'unsure'}")
-    floor, max_dissent, min_px = choose(scored)
-    print(f"sure rule chosen on the out-of-fold reads: evidence_floor {floor}, max_dissent "
-          f"{max_dissent}, min_plate_px {min_px}: "
-          f"{score_rule(scored, floor, max_dissent, min_px)}")
     if args.scored:  # no file names: a read's rightness, confidence, worst dissent, crop height
         lines = [json.dumps({"correct": r.correct, "confidence": round(r.confidence, 4),
                              "dissent": r.dissent, "height": r.height}) for r in scored]
         args.scored.write_text(f'{{"folds": {args.folds}, "seed": {args.seed}, "reads": [\n'
                                + ",\n".join(lines) + "\n]}\n", encoding="utf-8")
+    doc: dict[str, object] = {"folds": args.folds, "seed": args.seed, "readers": rows,
+                              "grid": grid(scored)}
+    try:
+        floor, max_dissent, min_px = choose(scored)
+    except SystemExit as no_rule:  # the figures above still stand
+        print(f"no sure rule out of fold: {no_rule}")
+    else:
+        doc["chosen"] = {"evidence_floor": floor, "max_dissent": max_dissent,
+                         "min_plate_px": min_px}
+        print(f"sure rule chosen on the out-of-fold reads: evidence_floor {floor}, max_dissent "
+              f"{max_dissent}, min_plate_px {min_px}: "
+              f"{score_rule(scored, floor, max_dissent, min_px)}")
     if args.json:
-        args.json.write_text(json.dumps({
-            "folds": args.folds, "seed": args.seed, "readers": rows,
-            "chosen": {"evidence_floor": floor, "max_dissent": max_dissent,
-                       "min_plate_px": min_px},
-            "grid": grid(scored)}, ensure_ascii=False, indent=2))
-
+        args.json.write_text(json.dumps(doc, ensure_ascii=False, indent=2))
 
 if __name__ == "__main__":
     main()

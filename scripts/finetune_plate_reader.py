@@ -22,6 +22,7 @@ import logging
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edge_agent.evaluation.plates import load_labelled_crops, read_image
@@ -39,18 +40,18 @@ from gotcha_train.real_crops import RealCrop, augment, model_input, plate_folds
 log = logging.getLogger("finetune_plate_reader")
 
 #: folders whose crops are the held-out measure (../shared/data/README.md): never trained on
-NEVER_TRAIN = ("set-a", "set-b")
+NEVER_TRAIN = frozenset({"set-a", "set-b"})
 #: real crops are shrunk once to at most this height: the model input is 48 rows (96 split)
 MAX_REAL_HEIGHT = 160
 
 
 def load_real(folders: list[Path], folds: int, hold_out: int, seed: int) -> list[RealCrop]:
     """The labelled crops of ``folders`` outside fold ``hold_out`` (-1: all of them)."""
-    for folder in folders:
-        if folder.resolve().name in NEVER_TRAIN:
-            raise SystemExit(f"{folder} is a held-out measuring set; train on set-c or your "
-                             f"own crops, never on {' or '.join(NEVER_TRAIN)}")
     labelled = load_labelled_crops(folders)
+    for item in labelled:  # also below a parent folder: labels.csv files are found recursively
+        if NEVER_TRAIN.intersection(item.path.resolve().parts):
+            raise SystemExit(f"{item.path} is in a held-out measuring set; train on set-c or "
+                             f"your own crops, never on {' or '.join(sorted(NEVER_TRAIN))}")
     fold_of = plate_folds([c.text for c in labelled], folds, seed)
     crops = []
     for item in labelled:
@@ -59,16 +60,10 @@ def load_real(folders: list[Path], folds: int, hold_out: int, seed: int) -> list
         image = read_image(item.path)
         if image.shape[0] > MAX_REAL_HEIGHT:
             scale = MAX_REAL_HEIGHT / image.shape[0]
-            image = cv2_resize(image, scale)
+            size = (max(4, round(image.shape[1] * scale)), MAX_REAL_HEIGHT)
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         crops.append(RealCrop(image, item.text))
     return crops
-
-
-def cv2_resize(image: np.ndarray, scale: float) -> np.ndarray:
-    import cv2
-
-    size = (max(4, round(image.shape[1] * scale)), max(4, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def finetune(args: argparse.Namespace) -> Path:
