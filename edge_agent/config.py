@@ -140,9 +140,11 @@ class PlatesConfig(Section):
                              "character is read otherwise by more than this many of the five "
                              "views (chosen on held-out crops: README, \"How sure is sure\").")
     min_plate_px: int = Field(32, ge=0, le=400, description="A read is evidence only from a "
-                              "plate crop at least this many pixels tall: in a smaller one the "
-                              "characters are a few pixels high, too few to tell letters that "
-                              "differ by one stroke (서/사, 로/도), or to check the photo by eye.")
+                              "plate crop at least this many pixels tall (twice that for a "
+                              "crop shaped like a two-line plate, whose lines share it): "
+                              "in a smaller one the characters are a few pixels high, too few "
+                              "to tell letters that differ by one stroke (서/사, 로/도), or to "
+                              "check the photo by eye.")
     one_char_unsure: float = Field(LOW_CHAR_CONFIDENCE, ge=0, le=1, description="Two reads one "
                                    "character apart are the same plate only if that character "
                                    "is below this in one read ... (default: the cloud's, "

@@ -115,8 +115,8 @@ class PlateRead:
     per character of ``raw_text`` (derived once, by edge_agent.plates.text). ``dissent`` has,
     per character of ``text``, how many of the ``views_checked`` jittered views of the crop
     read it otherwise (edge_agent.plates.agreement; empty when the read was not checked).
-    ``crop_height`` is the height in pixels of the crop it was read from (0: not known), which
-    the evidence rule's size floor looks at.
+    ``crop_size`` is the (width, height) in pixels of the crop it was read from ((0, 0): not
+    known), which the evidence rule's size floor looks at (plates.evidence.legible_px).
     """
 
     raw_text: str
@@ -128,7 +128,7 @@ class PlateRead:
     token_confidences: tuple[float, ...] = ()
     dissent: tuple[int, ...] = ()
     views_checked: int = 0
-    crop_height: int = 0
+    crop_size: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if self.dissent and (self.text is None or len(self.dissent) != len(self.text)):
@@ -137,6 +137,8 @@ class PlateRead:
         if any(d < 0 or d > self.views_checked for d in self.dissent):
             raise ValueError(f"PlateRead dissent {self.dissent} must be within 0.."
                              f"{self.views_checked} views")
+        if len(self.crop_size) != 2 or min(self.crop_size) < 0:
+            raise ValueError(f"PlateRead crop_size {self.crop_size} is no (width, height)")
         if len(self.tokens) != len(self.token_confidences):
             raise ValueError(f"PlateRead needs one confidence per token, got {len(self.tokens)} "
                              f"tokens and {len(self.token_confidences)} confidences")
@@ -213,7 +215,7 @@ def _plate_dict(plate: PlateDetection) -> dict[str, object]:
             "reject_reason": read.reject_reason,
             "views_checked": read.views_checked,
             "dissent": list(read.dissent),
-            "crop_height": read.crop_height,
+            "crop_size": list(read.crop_size),
         },
     }
 

@@ -63,7 +63,10 @@ def load_onnx_weights(model, path: Path) -> None:
     from onnx import numpy_helper
     from torch import nn
 
-    graph = onnx.load(str(path)).graph
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as exc:  # protobuf's DecodeError, a missing file: one message for all
+        raise ValueError(f"{path} is not a readable ONNX file ({exc})") from exc
     weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     folded = [(weights[node.input[1]], weights[node.input[2]]) for node in graph.node
               if node.op_type == "Conv"]

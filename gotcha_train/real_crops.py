@@ -15,14 +15,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_agent.plates.evidence import TWO_LINE_MAX_ASPECT
 from edge_agent.plates.looks import two_line_view
 from edge_agent.plates.recogniser import resize_crop
 from gotcha_train.dataset import INPUT_H, INPUT_W
 from gotcha_train.synth import degrade
 
-#: crops no wider than this many heights are two-line plates, read split (as the reader's
-#: two_line_max_aspect); true of every two-line crop in set-c and of no one-line one
-TWO_LINE_MAX_ASPECT = 3.2
 #: how far each edge of a real crop moves in augmentation: a share of its width / height
 EDGE_JITTER = 0.08
 
@@ -36,6 +34,8 @@ class RealCrop:
 
     @property
     def two_line(self) -> bool:
+        """Read split in two lines: no wider than a two-line plate (true of every two-line crop
+        in set-c and of no one-line one)."""
         height, width = self.image.shape[:2]
         return width / height <= TWO_LINE_MAX_ASPECT
 

@@ -18,23 +18,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the models are loaded only when crops are read
+    from edge_agent.config import PlatesConfig
+    from edge_agent.evaluation.plates import LabelledCrop
+    from edge_agent.plates.agreement import BatchReader
 
 FLOORS = tuple(round(0.05 * k, 2) for k in range(10, 20))  # 0.5 .. 0.95
 MAX_DISSENTS = (0, 1, 2, 3, 4)
-MIN_PLATE_PXS = (0, 16, 24, 32, 48)  # crop heights in pixels
+MIN_PLATE_PXS = (0, 16, 24, 32, 48)  # legible heights in pixels (plates.evidence.legible_px)
 
 
 @dataclass(frozen=True)
 class Scored:
     """One crop's read: right or wrong, its confidence, its worst dissent (None: no plate) and
-    the crop's height in pixels."""
+    the height of its lines in the crop (plates.evidence.legible_px)."""
 
     correct: bool
     confidence: float
     dissent: int | None
-    height: int
+    legible_px: float
 
 
 def read_all(dirs: list[Path], config_path: Path | None) -> list[Scored]:
@@ -49,19 +56,21 @@ def read_all(dirs: list[Path], config_path: Path | None) -> list[Scored]:
     return score_crops(reader, load_labelled_crops(dirs), config.plates)
 
 
-def score_crops(reader: object, crops: list, rule: object) -> list[Scored]:
+def score_crops(reader: BatchReader, crops: Sequence[LabelledCrop], rule: PlatesConfig,
+                ) -> list[Scored]:
     """Each crop read once the way the device reads it, every plate read (whatever its
-    confidence) checked in all the views, so that any rule of the grid can be scored."""
+    confidence or size) checked in all the views, so that any rule of the grid can be scored."""
     from edge_agent.evaluation.plates import read_image
     from edge_agent.plates.agreement import read_plates
+    from edge_agent.plates.evidence import legible_px
 
-    every = rule.model_copy(  # type: ignore[attr-defined]
-        update={"evidence_floor": 0.0, "check_views": True, "min_plate_px": 0})
+    every = rule.model_copy(update={"evidence_floor": 0.0, "check_views": True,
+                                    "min_plate_px": 0})
     out = []
     for crop in crops:
-        read = read_plates(reader, [read_image(crop.path)], every, every_view=True)[0]  # type: ignore[arg-type]
+        read = read_plates(reader, [read_image(crop.path)], every, every_view=True)[0]
         dissent = max(read.dissent, default=0) if read.valid and read.views_checked else None
-        out.append(Scored(read.text == crop.text, read.confidence, dissent, read.crop_height))
+        out.append(Scored(read.text == crop.text, read.confidence, dissent, legible_px(read)))
     return out
 
 
@@ -70,8 +79,8 @@ def load_scored(path: Path) -> list[Scored]:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))["reads"]
         return [Scored(bool(r["correct"]), float(r["confidence"]),
-                       None if r["dissent"] is None else int(r["dissent"]), int(r["height"]))
-                for r in rows]
+                       None if r["dissent"] is None else int(r["dissent"]),
+                       float(r["legible_px"])) for r in rows]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"{path}: not a file of scored reads ({exc}); write one with "
                          f"scripts/crossval_plate_reader.py --scored") from exc
@@ -81,7 +90,7 @@ def score(reads: list[Scored], floor: float, max_dissent: int, min_px: int,
           ) -> dict[str, int]:
     """Sure reads and wrong sure reads under one rule."""
     sure = [r for r in reads if r.dissent is not None and r.confidence >= floor
-            and r.dissent <= max_dissent and r.height >= min_px]
+            and r.dissent <= max_dissent and r.legible_px >= min_px]
     return {"plates": len(reads), "exact": sum(r.correct for r in reads), "sure": len(sure),
             "sure_wrong": sum(not r.correct for r in sure)}
 

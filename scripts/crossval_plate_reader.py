@@ -17,10 +17,12 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from edge_agent.config import load_config
+from edge_agent.config import GotchaConfig, load_config
 from edge_agent.evaluation.plates import (
+    LabelledCrop,
     ReaderScore,
     evidence_reads,
     load_labelled_crops,
@@ -39,25 +41,25 @@ from finetune_plate_reader import finetune, parser
 log = logging.getLogger("crossval_plate_reader")
 
 
-def reader_from(path: Path, threads: int) -> tuple[KoreanPlateReader, object]:
-    """The configured reader's settings on another file of the same network."""
+def reader_from(path: Path, threads: int) -> tuple[KoreanPlateReader, GotchaConfig]:
+    """The configured reader's settings on another file of the same network (a candidate, so
+    no pinned checksum)."""
     config = load_config(None)
     config.models.intra_op_threads = threads
-    config.models.verify_sha256 = False  # a candidate has no pinned checksum yet
     spec, _ = spec_and_path(config)
-    return KoreanPlateReader.from_spec(spec, path, config), config
+    return KoreanPlateReader.from_spec(replace(spec, sha256=None), path, config), config
 
 
-def score_fold(name: str, path: Path, crops: list, figures: ReaderScore, threads: int,
+def score_fold(name: str, path: Path, crops: list[LabelledCrop], figures: ReaderScore, threads: int,
                ) -> list[Scored]:
     """Read ``crops`` with the model at ``path``: the device's evidence reads into ``figures``,
     and every read checked in all views (for choosing the sure rule) returned."""
     reader, config = reader_from(path, threads)
-    read = evidence_reads(reader, config.plates)  # type: ignore[attr-defined]
+    read = evidence_reads(reader, config.plates)
     for crop in crops:
         figures.add(crop, plate_format(crop.text), read(read_image(crop.path)), 0.0)
     log.info("%s: %d crops read", name, len(crops))
-    return score_crops(reader, crops, config.plates)  # type: ignore[attr-defined]
+    return score_crops(reader, crops, config.plates)
 
 
 def main() -> None:
@@ -99,9 +101,9 @@ def main() -> None:
     for misread in ours.misreads:
         print(f"  {misread['file']}: expected {misread['expected']}, read {misread['read']}"
               f"  conf {misread['confidence']}  {'SURE' if misread['sure'] else 'unsure'}")
-    if args.scored:  # no file names: a read's rightness, confidence, worst dissent, crop height
+    if args.scored:  # no file names: rightness, confidence, worst dissent, legible height
         lines = [json.dumps({"correct": r.correct, "confidence": round(r.confidence, 4),
-                             "dissent": r.dissent, "height": r.height}) for r in scored]
+                             "dissent": r.dissent, "legible_px": r.legible_px}) for r in scored]
         args.scored.write_text(f'{{"folds": {args.folds}, "seed": {args.seed}, "reads": [\n'
                                + ",\n".join(lines) + "\n]}\n", encoding="utf-8")
     doc: dict[str, object] = {"folds": args.folds, "seed": args.seed, "readers": rows,

@@ -77,12 +77,16 @@ def finetune(args: argparse.Namespace) -> Path:
     real = load_real(args.real, args.folds, args.hold_out, args.seed)
     if not real:
         raise SystemExit("no real crops left to train on: give --real folders with labels.csv")
+    model = build_model(len(CHARSET) + 1)
+    try:  # before rendering: a wrong file is told at once
+        load_onnx_weights(model, args.init)
+    except (ValueError, KeyError) as exc:
+        raise SystemExit(f"--init {args.init}: {exc}; give a model exported by "
+                         f"scripts/train_plate_reader.py") from exc
     images, texts, two_line = render_dataset(args.seed, args.synthetic, args.workers, args.cache)
     labels = [tokenize(t) for t in texts]
     n_val = min(2000, len(texts) // 10)
     x_all = torch.from_numpy(images).unsqueeze(1)
-    model = build_model(len(CHARSET) + 1)
-    load_onnx_weights(model, args.init)
     before = evaluate(model, x_all[:n_val], labels[:n_val], two_line[:n_val])
     log.info("start: synthetic val exact %.4f one-line, %.4f two-line; %d real crops "
              "(%d two-line)", *before, len(real), sum(c.two_line for c in real))

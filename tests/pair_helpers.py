@@ -46,17 +46,17 @@ def photo_pair(source: Path, config: GotchaConfig, first_at: datetime, gap_s: fl
 
 def result_for(photo: Photo, plate: str, vehicle: Box, dx: float = 0.0,
                dy: float = 0.0, confidence: float = 0.95, dissent: int = 0,
-               crop_height: int = 64) -> PhotoResult:
+               crop_size: tuple[int, int] = (256, 64)) -> PhotoResult:
     """A pipeline result naming one vehicle and its plate (boxes moved by dx, dy), read as the
-    pipeline reads would-be evidence: from a crop ``crop_height`` pixels tall, checked in the
-    five views, ``dissent`` of them reading its third character otherwise."""
+    pipeline reads would-be evidence: from a crop of ``crop_size`` (width, height) pixels,
+    checked in the five views, ``dissent`` of them reading its third character otherwise."""
     v = Box(vehicle.x1 + dx, vehicle.y1 + dy, vehicle.x2 + dx, vehicle.y2 + dy)
     pw, ph = v.width * 0.25, v.height * 0.08
     cx, py = (v.x1 + v.x2) / 2, v.y2 - v.height * 0.2
     plate_box = Box(cx - pw / 2, py - ph / 2, cx + pw / 2, py + ph / 2)
     read = PlateRead(raw_text=plate, char_confidences=(confidence,) * len(plate), text=plate,
                      valid=True, dissent=(0, 0, dissent) + (0,) * (len(plate) - 3),
-                     views_checked=5, crop_height=crop_height)
+                     views_checked=5, crop_size=crop_size)
     return PhotoResult(photo_meta=photo.meta, image_size=photo.size,
                        vehicles=[Vehicle(v, "car", 0.9)],
                        plates=[PlateDetection(plate_box, 0.8, read, 0)], timings_ms={})

@@ -31,7 +31,7 @@ def test_unsure_reads_are_never_recorded(tmp_path: Path, models_dir: Path) -> No
         disputed_second = agent.handle(b, result_for(b, "12가3456", vehicle, confidence=0.99,
                                                      dissent=3))
         too_small = agent.handle(b, result_for(b, "12가3456", vehicle, confidence=0.99,
-                                               crop_height=20))
+                                               crop_size=(80, 20)))
         second = agent.handle(b, result_for(b, "12가3456", vehicle, dx=4, confidence=0.9))
     assert [d.action for d in first] == ["candidate"]
     assert unsure_second == []  # an unsure second photo confirms nothing

@@ -59,7 +59,8 @@ def test_jittered_views_of_any_crop(shape: tuple[int, ...]) -> None:
 
 
 def test_a_read_without_the_check_or_with_dissent_is_not_evidence() -> None:
-    read = dataclasses.replace(interpret_read(tuple("12가3456"), (0.99,) * 7), crop_height=48)
+    read = dataclasses.replace(interpret_read(tuple("12가3456"), (0.99,) * 7),
+                               crop_size=(192, 48))
     rule = PlatesConfig()
     assert unsure_reason(read, rule) == "not checked in other views"
     checked = dataclasses.replace(read, dissent=(0, 0, 3, 0, 0, 0, 0), views_checked=5)
@@ -73,14 +74,20 @@ def test_a_read_without_the_check_or_with_dissent_is_not_evidence() -> None:
         dataclasses.replace(read, dissent=(6, 0, 0, 0, 0, 0, 0), views_checked=5)
 
 
-@pytest.mark.parametrize(("height", "reason"), [
-    (0, "plate crop size not known"),
-    (31, "plate crop 31 px tall, under the 32 px a sure read needs"),
-    (32, None),
+@pytest.mark.parametrize(("text", "size", "reason"), [
+    ("12가3456", (0, 0), "plate crop size not known"),
+    ("12가3456", (124, 31), "plate crop 31 px tall, under the 32 px a sure read needs"),
+    ("12가3456", (128, 32), None),
+    # two lines share the height of a crop no wider than 3.2 heights (a two-line plate)
+    ("서울12가3456", (96, 48), "plate crop 48 px tall (two lines of 24 px), under the 32 px a "
+                             "sure read needs"),
+    ("서울12가3456", (128, 64), None),
+    ("12가3456", (200, 48), None),  # a one-line plate that tall is read at its height
 ])
-def test_a_read_from_a_crop_too_small_is_not_evidence(height: int, reason: str | None) -> None:
-    read = dataclasses.replace(interpret_read(tuple("12가3456"), (0.99,) * 7), crop_height=height,
-                               dissent=(0,) * 7, views_checked=5)
+def test_a_read_printed_too_small_is_not_evidence(text: str, size: tuple[int, int],
+                                                   reason: str | None) -> None:
+    read = dataclasses.replace(interpret_read(tuple(text), (0.99,) * len(text)),
+                               crop_size=size, dissent=(0,) * len(text), views_checked=5)
     assert unsure_reason(read, PlatesConfig()) == reason
     assert is_sure(read, PlatesConfig(min_plate_px=0))
 
@@ -94,7 +101,7 @@ def test_views_are_not_read_for_a_crop_too_small_to_be_evidence() -> None:
     small = cv2.resize(crop, (crop.shape[1] * 24 // crop.shape[0], 24),
                        interpolation=cv2.INTER_AREA)
     read = read_plates(reader, [small], PlatesConfig(evidence_floor=0.0))[0]
-    assert read.crop_height == 24 and read.views_checked == 0 and reader.crops == 1
+    assert read.crop_size[1] == 24 and read.views_checked == 0 and reader.crops == 1
     assert unsure_reason(read, PlatesConfig(evidence_floor=0.0)).startswith("plate crop 24 px")
 
 

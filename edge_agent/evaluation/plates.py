@@ -15,11 +15,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edge_agent.errors import BadInputError, ModelError
+
+if TYPE_CHECKING:
+    from edge_agent.config import PlatesConfig
+    from edge_agent.plates.agreement import BatchReader
 from edge_agent.plates.alignment import align, edit_distance
 
 log = logging.getLogger(__name__)
@@ -43,15 +48,15 @@ DEFAULT_PEER_DIR = Path(__file__).resolve().parent.parent.parent.parent / "share
     / "kr-tinylpr"
 
 
-def evidence_reads(reader: object, rule: object) -> ReadFn:
+def evidence_reads(reader: BatchReader, rule: PlatesConfig) -> ReadFn:
     """Our reader as the device uses it: each crop read, its views checked and the evidence
     rule of ``rule`` (a PlatesConfig) applied, so a figure says what would be recorded."""
     from edge_agent.plates.agreement import read_plates
     from edge_agent.plates.evidence import unsure_reason
 
     def read(image: np.ndarray) -> EvalRead:
-        plate = read_plates(reader, [image], rule)[0]  # type: ignore[arg-type]
-        reason = unsure_reason(plate, rule)  # type: ignore[arg-type]
+        plate = read_plates(reader, [image], rule)[0]
+        reason = unsure_reason(plate, rule)
         return EvalRead(plate.text if plate.valid and plate.text else plate.raw_text,
                         plate.confidence, reason is None, reason)
 

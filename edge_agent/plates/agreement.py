@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_agent.config import PlatesConfig
 from edge_agent.plates.alignment import align
+from edge_agent.plates.evidence import legible_px
 from edge_agent.plates.text import interpret_read
 from edge_agent.results import PlateRead, TokenRead
 
@@ -81,9 +82,9 @@ class BatchReader(Protocol):
 def read_plates(reader: BatchReader, crops: Sequence[np.ndarray], rule: PlatesConfig,
                 every_view: bool = False) -> list[PlateRead]:
     """The plate reads of ``crops`` as the device uses them: read, interpreted by the grammar,
-    each carrying its crop's height (the evidence rule's size floor), and, with
+    each carrying its crop's size (the evidence rule's size floor), and, with
     ``rule.check_views``, every read that could be evidence (a plate at or above
-    ``rule.evidence_floor``, from a crop at least ``rule.min_plate_px`` tall) read again in its
+    ``rule.evidence_floor``, printed at least ``rule.min_plate_px`` tall) read again in its
     jittered views by the same reader and the same looks, and its ``dissent`` counted. One
     place, so the pipeline and `gotcha eval plates` measure the same thing.
 
@@ -93,13 +94,13 @@ def read_plates(reader: BatchReader, crops: Sequence[np.ndarray], rule: PlatesCo
     (calibration needs the full counts).
     """
     reads = [dataclasses.replace(interpret_read(t.tokens, t.confidences),
-                                 crop_height=int(crop.shape[0]))
+                                 crop_size=(int(crop.shape[1]), int(crop.shape[0])))
              for t, crop in zip(reader.read_batch(crops), crops, strict=True)]
     if not rule.check_views:
         return reads
     wanted = [i for i, read in enumerate(reads)  # only reads that could be evidence
               if read.valid and read.text and read.confidence >= rule.evidence_floor
-              and read.crop_height >= rule.min_plate_px]
+              and legible_px(read) >= rule.min_plate_px]
     views = {i: jittered_views(crops[i]) for i in wanted}
     first = VIEW_COUNT if every_view else views_deciding(rule.max_dissent)
     seen: dict[int, list[str | None]] = {i: [] for i in wanted}

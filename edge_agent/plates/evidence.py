@@ -17,6 +17,19 @@ from edge_agent.results import PhotoResult, PlateDetection, PlateRead
 
 log = logging.getLogger(__name__)
 
+#: a crop no wider than this many heights may hold a two-line plate (the shipped reader's
+#: two_line_max_aspect in models.toml)
+TWO_LINE_MAX_ASPECT = 3.2
+
+
+def legible_px(read: PlateRead) -> float:
+    """The height the size floor compares: the crop's, halved when the crop is shaped like a
+    two-line plate, whose two lines share that height (the upper one, with the region or the
+    front digits and the letter, is the smaller). Why: the floor is about the characters that
+    name the owner, not about the crop."""
+    width, height = read.crop_size
+    return height / 2 if width <= TWO_LINE_MAX_ASPECT * height else float(height)
+
 
 def unsure_reason(read: PlateRead | None, rule: PlatesConfig) -> str | None:
     """Why ``read`` is not evidence under ``rule`` ([plates]); None when it is (a sure read)."""
@@ -26,9 +39,13 @@ def unsure_reason(read: PlateRead | None, rule: PlatesConfig) -> str | None:
         return f"not a plate: {read.reject_reason}"
     if read.confidence < rule.evidence_floor:
         return f"confidence {read.confidence:.2f} < {rule.evidence_floor:.2f}"
-    if read.crop_height < rule.min_plate_px:
-        return (f"plate crop {read.crop_height} px tall, under the {rule.min_plate_px} px a "
-                f"sure read needs" if read.crop_height else "plate crop size not known")
+    legible = legible_px(read)
+    if rule.min_plate_px and not legible:
+        return "plate crop size not known"
+    if legible < rule.min_plate_px:
+        lines = "" if legible == read.crop_size[1] else f" (two lines of {legible:g} px)"
+        return (f"plate crop {read.crop_size[1]} px tall{lines}, under the "
+                f"{rule.min_plate_px} px a sure read needs")
     if not rule.check_views:
         return None
     if read.views_checked == 0:
