@@ -108,7 +108,9 @@ def finetune(args: argparse.Namespace) -> Path:
         idx = pool.next_batch(args.batch - real_count)
         picks = rng.integers(0, len(real_by_kind[kind]), real_count)
         chosen = [real_by_kind[kind][p] for p in picks]
-        real_rows = np.stack([model_input(c, augment(c.image, rng)) for c in chosen])
+        real_rows = np.stack([model_input(c, augment(c.image, rng,
+                                                      args.invert_two_line * c.two_line))
+                              for c in chosen])
         rows = torch.cat([x_all[idx, 0], torch.from_numpy(real_rows)])[:, None, :, :pool.width]
         x = (rows.float() / 255.0 - 0.5) / 0.5
         targets = [labels[i] for i in idx] + [tokenize(c.text) for c in chosen]
@@ -142,6 +144,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="Torch CPU threads.")
     p.add_argument("--workers", type=int, default=2, help="Rendering processes.")
     p.add_argument("--cache", type=Path, default=None, help="Rendered-crop cache (.npz).")
+    p.add_argument("--invert-two-line", type=float, default=0.0,
+                   help="Share of two-line real crops shown with light and dark swapped "
+                        "(a measured lever, off in the shipped model).")
     return p
 
 

@@ -99,7 +99,8 @@ def store_counts(db: Path) -> dict[str, int]:
 
 def sample(agent: AgentProcess, work: Path, fed: int, started: float) -> dict[str, Any]:
     proc = Path(f"/proc/{agent.pid}")
-    row: dict[str, Any] = {"t_s": round(time.monotonic() - started, 1), "fed": fed}
+    row: dict[str, Any] = {"t_s": round(time.monotonic() - started, 1), "fed": fed,
+                           "pid": agent.pid}
     try:
         status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines()
                       if ":" in line)
@@ -255,8 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"not everything was uploaded: {final}")
     problems += heartbeat_problems(heartbeats, final)
     rss = [s["rss_mib"] for s in samples if s["rss_mib"]]
-    quarter = max(1, len(rss) // 4)
-    growth = (max(rss[-quarter:]) - max(rss[quarter:2 * quarter])) if len(rss) >= 8 else None
+    growth = rss_growth(samples)
     summary = {"photos": args.photos, "expected": expected, "store": final,
                "heartbeats": heartbeats, "samples": samples, "rss_growth_mib": growth,
                "max_rss_mib": max(rss, default=None),
@@ -271,6 +271,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PROBLEM: {line}", flush=True)
     print("soak: ok" if not problems else f"soak: {len(problems)} problem(s)", flush=True)
     return 0 if not problems else 1
+
+
+def rss_growth(samples: list[dict[str, Any]]) -> float | None:
+    """How far the agent's memory still grew once warm: per agent process (the SIGKILL starts a
+    fresh one, whose warm-up is no growth), the peak of its last quarter of samples less the
+    peak of its second; the largest over the processes. None with under 8 samples of each."""
+    by_process: dict[Any, list[float]] = {}
+    for row in samples:
+        if row["rss_mib"]:
+            by_process.setdefault(row.get("pid"), []).append(row["rss_mib"])
+    growths = []
+    for rss in by_process.values():
+        if len(rss) >= 8:
+            quarter = len(rss) // 4
+            growths.append(max(rss[-quarter:]) - max(rss[quarter:2 * quarter]))
+    return max(growths) if growths else None
 
 
 def heartbeat_problems(heartbeats: dict[str, Any], final: dict[str, int]) -> list[str]:

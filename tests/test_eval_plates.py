@@ -85,6 +85,10 @@ def test_eval_plates_json_with_peer() -> None:
         assert sum(f["plates"] for f in reader["by_format"].values()) == 26
         assert 0 < reader["ms_per_plate"] < 1000
     assert ours["char_accuracy"] > peer["char_accuracy"]
+    # where our time goes: every crop is read at least once, the views only for would-be evidence
+    assert 0 < ours["model_ms_per_plate"] < ours["ms_per_plate"]
+    assert 1 + 3 * ours["sure"] / 26 <= ours["model_inputs_per_plate"] < 30
+    assert peer["model_ms_per_plate"] is None and peer["model_inputs_per_plate"] is None
     # the sure rule: ours has one (the [plates] evidence rule), the peer none
     assert report["sure_rule"]["check_views"] is True
     assert 0 < ours["sure"] <= 26 and 0 <= ours["sure_wrong"] <= ours["sure"]
@@ -107,6 +111,7 @@ def test_eval_plates_table_and_errors(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "exact match" in result.stdout and "regional" in result.stdout
     assert "sure reads (evidence)" in result.stdout and "sure but wrong" in result.stdout
+    assert "of which model runs" in result.stdout and "inputs)" in result.stdout
     bad = CliRunner().invoke(app, ["eval", "plates", str(tmp_path)])
     assert bad.exit_code == 2
     assert "no labels.csv" in bad.output

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from conftest import shared_path
@@ -76,6 +77,23 @@ def test_augmented_real_crops_are_model_inputs(shape: tuple[int, int, int]) -> N
         assert row.shape == (48, 288) and row.dtype == np.uint8
         if not crop.two_line:
             assert not row[:, 144:].any()  # one-line plates fill the left half only
+
+
+@pytest.mark.parametrize("invert", [0.0, 0.5])
+def test_light_and_dark_are_swapped_only_when_asked(invert: float) -> None:
+    """Every other step keeps brightness in order, so a swap shows as the dark half turned light."""
+    image = np.full((60, 120, 3), 220, np.uint8)
+    image[:, : image.shape[1] // 2] = 30  # left half dark, right half light
+    rng = np.random.default_rng(3)
+    swapped = kept = 0
+    for _ in range(60):
+        gray = cv2.cvtColor(augment(image, rng, invert), cv2.COLOR_BGR2GRAY).astype(float)
+        half = gray.shape[1] // 2
+        left, right = gray[:, : half // 2].mean(), gray[:, half + half // 2:].mean()
+        swapped += left > right + 5
+        kept += right > left + 5
+    assert kept >= 15
+    assert (swapped >= 15) if invert else (swapped == 0)
 
 
 @pytest.mark.parametrize("folder", ["data/plates/set-b", "data/plates"])

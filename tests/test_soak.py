@@ -3,6 +3,7 @@ and S3 restarted under it and one SIGKILL; nothing lost, nothing doubled, nothin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -32,3 +33,25 @@ def test_short_soak(tmp_path: Path, models_dir: Path) -> None:
     # nothing grows without bound: open files and threads stay flat, memory settles
     assert summary["max_open_files"] < 64 and summary["max_threads"] < 40
     assert summary["rss_growth_mib"] is not None and summary["rss_growth_mib"] < 60
+
+
+def _soak_module(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))  # as when run: its helpers sit beside it
+    spec = importlib.util.spec_from_file_location("soak", REPO / "scripts" / "soak.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_growth_is_measured_within_each_agent_process(monkeypatch: pytest.MonkeyPatch,
+                                                             ) -> None:
+    """The SIGKILL starts a fresh agent whose warm-up is no leak; a leak in either process is."""
+    rss_growth = _soak_module(monkeypatch).rss_growth
+    warm = [150.0, 300.0, 330.0, 335.0, 336.0, 335.0, 337.0, 336.0, 336.0, 337.0, 336.0, 336.0]
+    killed_then_heavier = [{"pid": 1, "rss_mib": v} for v in warm] + \
+        [{"pid": 2, "rss_mib": v + 80.0} for v in warm]
+    assert rss_growth(killed_then_heavier) == 1.0
+    leaking = [{"pid": 2, "rss_mib": 300.0 + 10.0 * k} for k in range(12)]
+    assert rss_growth([{"pid": 1, "rss_mib": v} for v in warm] + leaking) == 60.0
+    assert rss_growth([{"pid": 1, "rss_mib": 300.0}] * 7) is None  # too few samples to say

@@ -37,6 +37,11 @@ def _table(scores: list[ReaderScore]) -> list[str]:
                                   for s in scores)))
     rows.append(("character accuracy", *(_pct(s.char_accuracy) for s in scores)))
     rows.append(("ms per plate", *(f"{s.ms_per_plate:.2f}" for s in scores)))
+    if any(s.model_ms_per_plate is not None for s in scores):
+        rows.append(("  of which model runs", *(
+            "-" if s.model_ms_per_plate is None else
+            f"{s.model_ms_per_plate:.2f} ({s.model_inputs / max(1, s.total):.1f} inputs)"
+            for s in scores)))
     rows.append(("sure reads (evidence)", *(f"{s.sure}/{s.total}" if s.has_sure_rule
                                             else "no sure rule" for s in scores)))
     rows.append(("sure but wrong", *(str(s.sure_wrong) if s.has_sure_rule else "-"
@@ -98,7 +103,7 @@ def plates(
         if peer:
             tiny = TinyLprPeer(peer_dir, threads=max(1, threads))
             readers[tiny.name] = tiny.read
-        scores = evaluate_readers(readers, crops)
+        scores = evaluate_readers(readers, crops, {reader.spec.id: reader.runner.clock})
     if json_out:
         rule = {"evidence_floor": cfg.plates.evidence_floor,
                 "check_views": cfg.plates.check_views, "max_dissent": cfg.plates.max_dissent}

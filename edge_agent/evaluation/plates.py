@@ -12,7 +12,7 @@ import logging
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ from edge_agent.errors import BadInputError, ModelError
 
 if TYPE_CHECKING:
     from edge_agent.config import PlatesConfig
+    from edge_agent.inference.runner import InferenceClock
     from edge_agent.plates.agreement import BatchReader
 from edge_agent.plates.alignment import align, edit_distance
 
@@ -130,6 +131,8 @@ class ReaderScore:
     chars_total: int = 0
     chars_correct: int = 0
     ms_total: float = 0.0
+    model_ms_total: float | None = None  # bare inference inside ms_total, where it is clocked
+    model_inputs: int = 0  # crops and views the model ran on
     by_format: dict[str, list[int]] = field(default_factory=dict)  # format -> [exact, total]
     misreads: list[dict[str, object]] = field(default_factory=list)
     reads: dict[str, str] = field(default_factory=dict)  # file -> text read
@@ -149,6 +152,17 @@ class ReaderScore:
     @property
     def ms_per_plate(self) -> float:
         return self.ms_total / self.total if self.total else 0.0
+
+    @property
+    def model_ms_per_plate(self) -> float | None:
+        if self.model_ms_total is None or not self.total:
+            return None
+        return self.model_ms_total / self.total
+
+    def add_model_time(self, ms: float, inputs: int) -> None:
+        """Bare inference of one read (see evaluate_readers): where a read's time goes."""
+        self.model_ms_total = (self.model_ms_total or 0.0) + ms
+        self.model_inputs += inputs
 
     def add(self, crop: LabelledCrop, fmt: str, answer: EvalRead, ms: float) -> None:
         read = answer.text
@@ -187,6 +201,10 @@ class ReaderScore:
             "exact_accuracy": round(self.exact_accuracy, 4),
             "char_accuracy": round(self.char_accuracy, 4),
             "ms_per_plate": round(self.ms_per_plate, 3),
+            "model_ms_per_plate": None if self.model_ms_per_plate is None
+            else round(self.model_ms_per_plate, 3),
+            "model_inputs_per_plate": None if self.model_ms_total is None
+            else round(self.model_inputs / max(1, self.total), 2),
             "sure": self.sure if self.has_sure_rule else None,
             "sure_wrong": self.sure_wrong if self.has_sure_rule else None,
             "confusion": self.confusion_rows(),
@@ -210,12 +228,15 @@ def confused_characters(expected: str, read: str) -> list[tuple[str, str]]:
 
 
 def evaluate_readers(readers: dict[str, ReadFn], crops: Sequence[LabelledCrop],
-                     ) -> list[ReaderScore]:
-    """Run every reader on every crop, one crop per call (as on a device), timing each read.
+                     clocks: Mapping[str, InferenceClock] | None = None) -> list[ReaderScore]:
+    """Run every reader on every crop, one crop per call (as on a device), timing each read,
+    and where ``clocks`` holds a reader's model clock, the bare inference inside it and the
+    inputs it ran on (one per crop or view read).
 
     The times are steady-state: every reader first reads every crop once untimed, as a device
     that has been reading for a while would (arenas allocated, kernels chosen, caches warm).
     """
+    clocks = clocks or {}
     scores = [ReaderScore(name) for name in readers]
     images = [read_image(crop.path) for crop in crops]
     for image in images:
@@ -223,11 +244,16 @@ def evaluate_readers(readers: dict[str, ReadFn], crops: Sequence[LabelledCrop],
             read(image)
     for crop, image in zip(crops, images, strict=True):
         fmt = plate_format(crop.text)
-        for score, read in zip(scores, readers.values(), strict=True):
+        for score, (name, read) in zip(scores, readers.items(), strict=True):
+            clock = clocks.get(name)
+            model_before = (clock.total_ms, clock.inputs) if clock is not None else None
             start = time.perf_counter()
             answer = read(image)
             ms = (time.perf_counter() - start) * 1000.0
             score.add(crop, fmt, answer, ms)
+            if clock is not None and model_before is not None:
+                score.add_model_time(clock.total_ms - model_before[0],
+                                     clock.inputs - model_before[1])
     return scores
 
 

@@ -41,19 +41,21 @@ Shape = tuple[int | str | None, ...]
 
 
 class InferenceClock:
-    """Milliseconds spent inside onnxruntime's ``run`` (no pre/post-processing) and how many
-    runs: what the pipeline and the benchmarks set against their wall times. Monotonic; a
-    caller diffs two readings."""
+    """Milliseconds spent inside onnxruntime's ``run`` (no pre/post-processing), how many runs
+    and how many inputs they held (the batch sizes summed): what the pipeline, the eval and the
+    benchmarks set against their wall times. Monotonic; a caller diffs two readings."""
 
-    __slots__ = ("calls", "total_ms")
+    __slots__ = ("calls", "inputs", "total_ms")
 
     def __init__(self) -> None:
         self.total_ms = 0.0
         self.calls = 0
+        self.inputs = 0
 
-    def add(self, ms: float) -> None:
+    def add(self, ms: float, inputs: int = 1) -> None:
         self.total_ms += ms
         self.calls += 1
+        self.inputs += inputs
 
 
 def warmup_feed(inputs: Sequence[ort.NodeArg], spec: ModelSpec) -> dict[str, np.ndarray]:
@@ -211,7 +213,9 @@ class ModelRunner:
         except Exception as exc:  # onnxruntime raises several unrelated types
             raise ModelError(f"model {self.spec.id}: inference failed "
                              f"({type(exc).__name__}: {_one_line(exc)[:120]})") from exc
-        self.clock.add((time.perf_counter() - start) * 1000.0)
+        first = next(iter(feed.values()), None)
+        batch = int(first.shape[0]) if getattr(first, "ndim", 0) else 1
+        self.clock.add((time.perf_counter() - start) * 1000.0, batch)
         return result
 
 
