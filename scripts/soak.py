@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
 def rss_growth(samples: list[dict[str, Any]]) -> float | None:
     """How far the agent's memory still grew once warm: per agent process (the SIGKILL starts a
     fresh one, whose warm-up is no growth), the peak of its last quarter of samples less the
-    peak of its second; the largest over the processes. None with under 8 samples of each."""
+    peak of its second; the largest over the processes with 8 samples or more (None if none).
+    """
     by_process: dict[Any, list[float]] = {}
     for row in samples:
         if row["rss_mib"]:
